@@ -1,0 +1,4 @@
+#ifndef RK_CLZ4_SHIM_H
+#define RK_CLZ4_SHIM_H
+#include <lz4frame.h>
+#endif

@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import ReplicationKit
+
+/// The version printed by `launcher version` and in the startup banner.
+let launcherVersion = "0.1.0"
+
+/// Entry point: bootstraps logging, dispatches to a subcommand, maps errors to exit codes.
+@main
+struct Launcher {
+    static func main() {
+        LoggingSystem.bootstrap { label in StdoutLogHandler(label: label) }
+        let args = Array(CommandLine.arguments.dropFirst())
+        let code = run(args)
+        exit(code)
+    }
+
+    /// Runs the command line `args` (without the program name) and returns the exit status.
+    static func run(_ args: [String]) -> Int32 {
+        guard let first = args.first else {
+            say(usage)
+            return 1
+        }
+        let rest = Array(args.dropFirst())
+        do {
+            switch first {
+            case "help", "-h", "-help", "--help":
+                say(usage)
+                return 0
+            case "version", "-version", "--version":
+                say(launcherVersion)
+                return 0
+            case "replicate": return try ReplicateCommand.run(rest)
+            case "restore": return try RestoreCommand.run(rest)
+            case "generations": return try GenerationsCommand.run(rest)
+            case "snapshots": return try SnapshotsCommand.run(rest)
+            case "wal": return try WALCommand.run(rest)
+            case "databases": return try DatabasesCommand.run(rest)
+            default:
+                // `launcher -exec "app"` and `launcher -config x` are shorthand for `launcher replicate ...`.
+                if first.hasPrefix("-") { return try ReplicateCommand.run(args) }
+                say("launcher \(first): unknown command")
+                say("Run 'launcher help' for the list of commands.")
+                return 1
+            }
+        } catch let e as GoFlagError {
+            switch e {
+            case .helpRequested:
+                return 0
+            case .message(let m):
+                say(m)
+                return 1
+            }
+        } catch {
+            say(error.oneLine)
+            return 1
+        }
+    }
+
+    static let usage = """
+    launcher keeps SQLite databases continuously replicated (Litestream v0.4 compatible).
+
+    Usage:
+
+    \tlauncher <command> [arguments]
+
+    The commands are:
+
+    \tdatabases    list databases specified in config file
+    \tgenerations  list available generations for a database
+    \treplicate    runs a server to replicate databases
+    \trestore      recovers database backup from a replica
+    \tsnapshots    list available snapshots for a database
+    \tversion      prints the binary version
+    \twal          list available WAL files for a database
+
+    Run 'launcher <command> -h' for the flags of a command.
+    """
+}

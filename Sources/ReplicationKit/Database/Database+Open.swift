@@ -1,0 +1,140 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+extension Database {
+    static let createSeqTable = "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);"
+    static let createLockTable = "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);"
+    static let upsertSeq = "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1;"
+
+    /// Opens the connections, takes the read guard and recovers the shadow cursor (REPLICATION §6.1).
+    ///
+    /// All or nothing: on failure everything opened so far is closed again.
+    func openIfNeeded() throws {
+        guard readConnection == nil else { return }
+        guard let dbInfo = try FileSystem.info(path) else { return }  // not created yet: the watcher tells us
+        guard !dbInfo.isDirectory else { throw ReplicationError(.invalidInput, "open database \(path): is a directory") }
+        let dirInfo = try FileSystem.info((path as NSString).deletingLastPathComponent)
+        shadow.fileMode = dbInfo.mode & 0o666
+        shadow.directoryMode = dirInfo?.mode ?? 0o700
+        do {
+            try shadow.removeTemporaryFiles()
+
+            let writer = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
+            writeConnection = writer
+            try writer.setPersistentWAL()
+            let mode = try writer.queryText("PRAGMA journal_mode = wal;")
+            guard mode?.lowercased() == "wal" else {
+                throw ReplicationError(.sqlite, "enable wal failed, mode=\"\(mode ?? "")\"")
+            }
+            try writer.exec("PRAGMA wal_autocheckpoint = 0;")
+            try writer.exec(Self.createSeqTable)
+            try writer.exec(Self.createLockTable)
+            guard let ps = try writer.queryInt("PRAGMA page_size;"), ps > 0 else {
+                throw ReplicationError(.sqlite, "invalid db page size")
+            }
+            pageSize = Int(ps)
+
+            for slot in 0..<2 {
+                let reader = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
+                if slot == 0 { readConnection = reader } else { spareReadConnection = reader }
+                try reader.setPersistentWAL()
+                try reader.exec("PRAGMA wal_autocheckpoint = 0;")
+            }
+
+            databaseFD = try FileDescriptor.openForReading(path)
+            try acquireReadLock()
+            try FileSystem.makeDirectories(meta.root, mode: shadow.directoryMode)
+            try recoverCursor()
+            try clean()
+            logger.info("initialized db: \(path)")
+        } catch {
+            closeHandles()
+            throw (error as? ReplicationError)?.wrapped("open database") ?? error
+        }
+    }
+
+    /// Starts the long-lived read transaction that keeps other connections from checkpointing past us.
+    func acquireReadLock() throws {
+        guard let r = readConnection else { return }
+        if r.inTransaction { return }
+        restartProofHeader = nil
+        try beginRead(r)
+    }
+
+    /// Moves the read guard to the newest snapshot without ever leaving the database unguarded: the spare
+    /// connection begins its read transaction before the current one ends, then the two swap roles.
+    func refreshReadLock() throws {
+        guard let current = readConnection, let spare = spareReadConnection else { return }
+        do {
+            try beginRead(spare)
+            try current.exec("ROLLBACK;")
+        } catch {
+            logger.error("checkpoint: cannot reacquire read lock on \(path): \(error.oneLine)")
+            throw (error as? ReplicationError)?.wrapped("checkpoint: reacquire read lock") ?? error
+        }
+        readConnection = spare
+        spareReadConnection = current
+    }
+
+    private func beginRead(_ r: SQLiteConnection) throws {
+        try r.exec("BEGIN;")
+        do {
+            _ = try r.queryInt("SELECT COUNT(1) FROM _litestream_seq;")
+        } catch {
+            try? r.exec("ROLLBACK;")
+            throw error
+        }
+    }
+
+    /// Ends the read transaction (before a checkpoint).
+    func releaseReadLock() throws {
+        restartProofHeader = nil
+        guard let r = readConnection, r.inTransaction else { return }
+        try r.exec("ROLLBACK;")
+    }
+
+    /// Rebuilds the cursor from the shadow WAL (REPLICATION §6.2).
+    ///
+    /// At open (`checkHeader`), the real WAL must still carry the last shadow index's header, since nothing
+    /// guarded it while we were not running (§6.1 step 12). After a failed sync the guard was held all along,
+    /// so the continuity check of the next sync judges the WAL instead.
+    func recoverCursor(checkHeader: Bool = true) throws {
+        cursor = nil
+        publishedPosition.withLock { $0 = nil }
+        guard let g = try shadow.currentGeneration() else { return }
+        let recovered: ShadowCursor?
+        do {
+            recovered = try shadow.recoverCursor(g)
+        } catch {
+            // An unreadable shadow must not wedge startup (upstream §11 item 15): start over in a new generation.
+            logger.warning("init: cannot read shadow wal, clearing generation; \(error.oneLine)")
+            try shadow.clearGeneration()
+            return
+        }
+        guard let c = recovered else {
+            logger.info("init: no wal files available, clearing generation")
+            try shadow.clearGeneration()
+            return
+        }
+        let header = try readRealWAL { fd, _ in try fd.pread(count: walHeaderSize, at: 0) }
+        guard !checkHeader || header == c.header.bytes else {
+            logger.info("init: cannot determine last wal position, clearing generation; wal header mismatch")
+            try shadow.clearGeneration()
+            return
+        }
+        cursor = c
+        publishedPosition.withLock { $0 = c.position }
+    }
+
+    /// Opens the real `-wal` file for one operation; passes nil-size 0 when it does not exist.
+    func readRealWAL<T>(_ body: (FileDescriptor, UInt64) throws -> T) throws -> T? {
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.openForReading(meta.walPath) } catch let e as ReplicationError where e.code == .notFound {
+            return nil
+        }
+        defer { try? fd.close() }
+        return try body(fd, try fd.size())
+    }
+}

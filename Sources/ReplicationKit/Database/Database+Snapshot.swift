@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// A consistent view of the database file held open while a replica uploads a snapshot.
+///
+/// While the lease's read transaction is open, no checkpoint can write page versions newer than the shadow WAL
+/// position into the database file, so the snapshot never runs ahead of its label (REPLICATION §11 item 14).
+public final class SnapshotLease: @unchecked Sendable {
+    // @unchecked: `connection` is only used by `Database.endSnapshot` on the database queue.
+    let connection: SQLiteConnection
+    /// The shadow position when the snapshot view was taken; the snapshot is labelled with its index.
+    public let position: WALPosition
+    /// Size of the database file when the view was taken.
+    public let size: UInt64
+    let fd: Int32
+    let path: String
+
+    init(connection: SQLiteConnection, position: WALPosition, size: UInt64, fd: Int32, path: String) {
+        self.connection = connection
+        self.position = position
+        self.size = size
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Reads database bytes at `offset` (pread on the database's long-lived descriptor; thread-safe).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        return try Syscall.retrying("read", path: path) { Glibc.pread(fd, base, buffer.count, off_t(offset)) }
+    }
+}
+
+extension Database {
+    /// Takes a read transaction, syncs the shadow WAL past it, and returns the view for a snapshot.
+    public func beginSnapshot() throws -> SnapshotLease {
+        try onQueue {
+            try openIfNeeded()
+            guard readConnection != nil, let fd = databaseFD else {
+                throw ReplicationError(.notFound, "no database available: \(path)")
+            }
+            let s = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
+            try s.setPersistentWAL()
+            try s.exec("BEGIN;")
+            _ = try s.queryInt("SELECT COUNT(1) FROM _litestream_seq;")
+            activeSnapshots += 1
+            do {
+                // Everything committed before our read mark is now copied, so the shadow covers the snapshot.
+                try syncOnQueue()
+                guard let pos = cursor?.position else { throw ReplicationError(.notFound, "no generation available") }
+                return SnapshotLease(connection: s, position: pos, size: try fd.size(), fd: fd.raw, path: path)
+            } catch {
+                activeSnapshots -= 1
+                try? s.exec("ROLLBACK;")
+                s.close()
+                throw error
+            }
+        }
+    }
+
+    /// Ends a snapshot view.
+    public func endSnapshot(_ lease: SnapshotLease) {
+        onQueue {
+            try? lease.connection.exec("ROLLBACK;")
+            lease.connection.close()
+            activeSnapshots -= 1
+        }
+    }
+
+    /// Shadow segments of `generation` from index `fromIndex` on, grouped by index in ascending order.
+    public func shadowSegments(generation g: Generation, fromIndex: UInt32) throws -> [(UInt32, [ShadowSegment])] {
+        try onQueue {
+            try shadow.indexes(g).filter { $0 >= fromIndex }.map { ($0, try shadow.segments(g, index: $0)) }
+        }
+    }
+
+    /// Reads a shadow segment's decompressed bytes through a streaming decoder.
+    public func openShadowSegment(_ s: ShadowSegment) throws -> LZ4FrameDecoder {
+        // A fresh view: reading needs no queue-confined state.
+        try ShadowWAL(meta: meta).openSegment(s)
+    }
+
+    /// Flushes shadow segments to stable storage before they are uploaded.
+    public func makeDurable(_ segments: [ShadowSegment]) throws {
+        try ShadowWAL(meta: meta).makeDurable(segments)
+    }
+}

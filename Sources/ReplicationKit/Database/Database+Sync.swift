@@ -1,0 +1,175 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+extension Database {
+    /// One sync (REPLICATION §6.4): verify continuity, copy committed frames, follow restarts, checkpoint, clean.
+    ///
+    /// A failure resets the cursor so the next attempt re-derives it from disk.
+    func syncOnQueue() throws {
+        guard !closed else { return }
+        try openIfNeeded()
+        guard readConnection != nil else { return }
+        do {
+            // A lost read guard (a failed re-acquire after a checkpoint) is taken again here, and the
+            // continuity check below then proves nothing was lost meanwhile, or starts a new generation.
+            try acquireReadLock()
+            if cursor == nil, try shadow.currentGeneration() != nil { try recoverCursor(checkHeader: false) }
+            try ensureWALExists()
+            try verifyAndCopy()
+            try checkpointIfNeeded()
+            try clean()
+        } catch {
+            cursor = nil
+            publishedPosition.withLock { $0 = nil }
+            throw error
+        }
+    }
+
+    /// Makes SQLite write a WAL header and a frame when the `-wal` file is missing or empty.
+    func ensureWALExists() throws {
+        let size = try FileSystem.info(meta.walPath)?.size ?? 0
+        if size >= UInt64(walHeaderSize) { return }
+        try writeConnection?.exec(Self.upsertSeq)
+    }
+
+    /// Checks the cursor against the real WAL, then copies new frames or starts a new generation.
+    func verifyAndCopy() throws {
+        let observation = try readRealWAL { fd, size -> ContinuityCheck.Observation in
+            let header = try fd.pread(count: walHeaderSize, at: 0)
+            var frame: [UInt8]?
+            if let c = cursor, c.position.offset > UInt64(walHeaderSize), c.position.offset <= size {
+                let fs = c.header.frameSize
+                frame = try fd.pread(count: fs, at: c.position.offset - UInt64(fs))
+            }
+            return ContinuityCheck.Observation(walSize: size, headerBytes: header, frameBeforeCursor: frame)
+        } ?? ContinuityCheck.Observation(walSize: 0, headerBytes: [], frameBeforeCursor: nil)
+
+        let proven = restartProofHeader != nil && restartProofHeader == cursor?.header
+        if let c = cursor, observation.headerBytes != c.header.bytes || observation.walSize < c.position.offset {
+            logger.debug("wal changed under cursor \(c.position): size=\(observation.walSize) proven=\(proven) oldSalt=\(c.header.salt1) newHdr=\((try? WALHeader(bytes: observation.headerBytes)).map { "\($0.salt1)/\($0.checkpointSequence)" } ?? "bad") oldSeq=\(c.header.checkpointSequence) proofSet=\(restartProofHeader != nil) inTx=\(readConnection?.inTransaction ?? false)")
+        }
+        switch ContinuityCheck.judge(cursor: cursor, observation: observation, restartProven: proven) {
+        case .continueIndex:
+            try copyFrames()
+        case .continueAfterRestart:
+            // Frames of the old lifetime after our position are still intact (the check above proved it).
+            try copyFrames()
+            guard let c = cursor else { return }
+            try startIndex(generation: c.position.generation, index: c.position.index + 1)
+        case .newGeneration(let reason):
+            try newGeneration(reason: reason)
+        }
+    }
+
+    /// Creates a generation and starts its index 0 from the real WAL (REPLICATION §6.9).
+    func newGeneration(reason: String) throws {
+        let g = Generation.random()
+        logger.info("sync: new generation \"\(g.name)\", \(reason)")
+        do {
+            try startIndex(generation: g, index: 0)
+            try shadow.setCurrentGeneration(g)
+        } catch {
+            throw (error as? ReplicationError)?.wrapped("create generation") ?? error
+        }
+        try clean()
+    }
+
+    /// Starts shadow index `index` from the real WAL's current header, then copies its committed frames (§6.7).
+    func startIndex(generation g: Generation, index: UInt32) throws {
+        guard let headerBytes = try readRealWAL({ fd, _ in try fd.pread(count: walHeaderSize, at: 0) }) else {
+            throw ReplicationError(.io, "cannot init shadow wal: \(meta.walPath) does not exist")
+        }
+        let header: WALHeader
+        do { header = try WALHeader(bytes: headerBytes) } catch {
+            throw (error as? ReplicationError)?.wrapped("cannot init shadow wal: \(meta.walPath)") ?? error
+        }
+        restartProofHeader = nil
+        let seg = try shadow.writeSegment(g, index: index, offset: 0) { write in try write(header.bytes) }
+        let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
+                             header: header, checksum: header.checksumState, lastFrame: nil)
+        cursor = c
+        try shadow.writePosition(WALPosition(generation: g, index: index, offset: seg.offset))
+        publish()
+        try copyFrames()
+    }
+
+    /// Copies committed frames after the cursor into a new shadow segment (REPLICATION §6.6).
+    ///
+    /// Two passes over the real WAL: the first finds the end of the last valid commit, the second streams exactly
+    /// those bytes into the segment while re-verifying the checksum chain, so memory stays bounded by one chunk and
+    /// an uncommitted tail is never copied.
+    func copyFrames() throws {
+        guard var c = cursor else { return }
+        let scanner = WALScanner(header: c.header, framesPerRead: 64)
+        let start = c.position.offset
+        let found: WALScanResult? = try readRealWAL { fd, _ in
+            try scanner.scan(from: start, checksum: c.checksum) { n, off in try fd.pread(count: n, at: off) }
+        }
+        guard let scan = found, scan.committedEnd > start else {
+            markCopiedUnderGuard()
+            return
+        }
+        let end = scan.committedEnd
+        let g = c.position.generation
+        do {
+            _ = try shadow.writeSegment(g, index: c.position.index, offset: start) { writeNow in
+              try withoutActuallyEscaping(writeNow) { write in
+                guard let rescan = try readRealWAL({ fd, _ in
+                    try scanner.scan(from: start, checksum: c.checksum, read: { n, off in
+                        // Only the range proven committed by the first pass is read again.
+                        off >= end ? [] : try fd.pread(count: min(n, Int(end - off)), at: off)
+                    }, onCommittedBytes: { try write(Array($0)) })
+                }), rescan.committedEnd == end, rescan.checksum == scan.checksum else {
+                    throw ReplicationError(.io, "cannot copy to shadow wal: \(meta.walPath) changed while copying")
+                }
+              }
+            }
+        } catch {
+            throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
+        }
+        try shadow.writePosition(WALPosition(generation: g, index: c.position.index, offset: start))
+        c.position.offset = end
+        c.checksum = scan.checksum
+        c.lastFrame = scan.lastCommitFrame
+        cursor = c
+        markCopiedUnderGuard()
+        publish()
+    }
+
+    /// Records that the current lifetime is copied to its committed end while the read guard is held.
+    private func markCopiedUnderGuard() {
+        if readConnection?.inTransaction == true, let c = cursor { restartProofHeader = c.header }
+    }
+
+    /// Publishes the cursor position and wakes the replicas.
+    func publish() {
+        let pos = cursor?.position
+        publishedPosition.withLock { $0 = pos }
+        for o in observers { o.shadowDidChange() }
+    }
+
+    /// Removes other generations and shadow indexes no replica needs any more (REPLICATION §6.10).
+    func clean() throws {
+        let current = try shadow.currentGeneration()
+        for name in try shadow.removeGenerations(except: current) {
+            logger.debug("removed old shadow generation \(name)")
+        }
+        guard let g = current, let c = cursor, c.position.generation == g else { return }
+        let minRetention = Int64(c.position.index) - Int64(options.shadowRetentionCount)
+        let needs = replicaIndexes.current
+        var limit = minRetention
+        if !needs.isEmpty {
+            // A replica whose position is unknown (nil) still needs everything.
+            let known = needs.values.compactMap { $0 }
+            guard known.count == needs.count, let minReplica = known.min(), minReplica > 0 else { return }
+            limit = min(limit, Int64(minReplica))
+        }
+        guard limit > 0 else { return }
+        for index in try shadow.indexes(g) where Int64(index) < limit {
+            try shadow.removeIndex(g, index)
+            logger.debug("remove shadow index: \(g.name)/\(Hex.format(index, width: 16))")
+        }
+    }
+}

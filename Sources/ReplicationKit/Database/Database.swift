@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+
+/// Receives word that the shadow WAL of a database grew or changed generation.
+public protocol ShadowObserver: AnyObject, Sendable {
+    /// Called on the database's queue after segments were written; must return quickly.
+    func shadowDidChange()
+}
+
+/// One tracked database: holds the read guard, copies committed frames into the shadow WAL, checkpoints.
+///
+/// All mutable state is confined to `queue`, a serial dispatch queue (never the Swift cooperative pool,
+/// because every operation here blocks on SQLite or the file system).
+// @unchecked: mutable state is only touched on `queue` (see `onQueue`).
+public final class Database: @unchecked Sendable {
+    /// Absolute path of the database file.
+    public let path: String
+    /// Tuning.
+    public let options: DatabaseOptions
+    /// Paths of the metadata directory.
+    public let meta: MetaDirectory
+    let logger: Logger
+    let queue: DispatchQueue
+
+    // Confined to `queue`.
+    var shadow: ShadowWAL
+    var readConnection: SQLiteConnection?   // holds the long-lived read transaction (the read guard)
+    var spareReadConnection: SQLiteConnection?  // takes the guard over before `readConnection` lets go of it
+    var writeConnection: SQLiteConnection?  // runs our own small writes (`_litestream_seq`)
+    var databaseFD: FileDescriptor?          // long-lived: closing any descriptor of the file drops SQLite's locks
+    var pageSize = 0
+    var cursor: ShadowCursor?
+    /// Header of the WAL lifetime copied in full since the read guard was taken, with the guard held ever since.
+    ///
+    /// While the guard holds a read slot > 0 no connection can restart the WAL; on slot 0 (taken when the WAL was
+    /// fully checkpointed) no frame can be checkpointed, so a restart is only possible when nothing was committed
+    /// since the guard began, and everything before that was copied. Either way a restart or truncation of this
+    /// lifetime cannot lose a frame. Cleared when the guard is dropped; kept across `refreshReadLock`, which hands
+    /// the guard over without a gap.
+    var restartProofHeader: WALHeader?
+    var observers: [any ShadowObserver] = []
+    var activeSnapshots = 0
+    var closed = false
+    var syncScheduled = false
+
+    /// Published copy of the shadow position, readable from any thread.
+    let publishedPosition = Locked<WALPosition?>(nil)
+    /// Smallest shadow index each replica still needs, published by the replicas (nil = unknown).
+    let replicaIndexes = Locked<[ObjectIdentifier: UInt32?]>([:])
+
+    /// Creates a tracker for the database at `path` (nothing is opened yet).
+    public init(path: String, options: DatabaseOptions = DatabaseOptions(), logger: Logger) {
+        self.path = path
+        self.options = options
+        self.meta = MetaDirectory(databasePath: path)
+        self.shadow = ShadowWAL(meta: meta)
+        var l = logger
+        l[metadataKey: "db"] = "\(path)"
+        self.logger = l
+        self.queue = DispatchQueue(label: "launcher.db.\(path)")
+    }
+
+    /// Runs `body` on the database queue and returns its result.
+    func onQueue<T>(_ body: () throws -> T) rethrows -> T {
+        dispatchPrecondition(condition: .notOnQueue(queue))
+        return try queue.sync(execute: body)
+    }
+
+    /// Registers an observer of shadow changes (a replica).
+    public func addObserver(_ o: any ShadowObserver) {
+        onQueue { observers.append(o) }
+        replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(nil) }
+    }
+
+    /// Publishes the smallest shadow index a replica still needs (nil = not known yet).
+    func setReplicaIndex(_ index: UInt32?, for o: any ShadowObserver) {
+        replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(index) }
+    }
+
+    /// The current shadow position (end of copied data), or nil before the first sync.
+    public var position: WALPosition? { publishedPosition.current }
+
+    /// Whether the database is open and tracked.
+    public var isOpen: Bool { onQueue { readConnection != nil } }
+
+    /// The database page size, once open.
+    public var currentPageSize: Int { onQueue { pageSize } }
+
+    /// Opens and syncs now; throws when the file exists but cannot be tracked (so startup can fail clearly).
+    public func start() throws {
+        try onQueue {
+            try openIfNeeded()
+            if readConnection != nil { try syncOnQueue() }
+        }
+    }
+
+    /// Asks for a sync after `monitorDelayInterval`; bursts of requests collapse into one sync.
+    public func notifyChanged() {
+        queue.async { [self] in
+            guard !closed, !syncScheduled else { return }
+            syncScheduled = true
+            let delay = options.monitorDelayInterval
+            let run: @Sendable () -> Void = { [self] in
+                syncScheduled = false
+                guard !closed else { return }
+                do {
+                    try syncOnQueue()
+                } catch {
+                    logger.error("sync error: \(error.oneLine)")
+                    // Retry even if the application stays idle, so a transient failure never strands frames.
+                    queue.asyncAfter(deadline: .now() + 1) { [self] in if !closed { notifyChanged() } }
+                }
+            }
+            if delay > .zero {
+                queue.asyncAfter(deadline: .now() + delay.timeInterval, execute: run)
+            } else {
+                run()
+            }
+        }
+    }
+
+    /// Runs one sync now, on the caller's thread (waits for the queue).
+    public func sync() throws {
+        try onQueue { try syncOnQueue() }
+    }
+
+    /// Final sync, then releases the read guard and closes connections and descriptors.
+    public func close() throws {
+        try onQueue {
+            guard !closed else { return }
+            var firstError: (any Error)?
+            if readConnection != nil {
+                do { try syncOnQueue() } catch { firstError = error }
+            }
+            closed = true
+            closeHandles()
+            if let e = firstError { throw e }
+        }
+    }
+
+    /// Releases everything SQLite and the file system hold for this database (connections before the raw fd).
+    func closeHandles() {
+        try? readConnection?.exec("ROLLBACK")
+        try? spareReadConnection?.exec("ROLLBACK")
+        readConnection?.close()
+        spareReadConnection?.close()
+        writeConnection?.close()
+        readConnection = nil
+        spareReadConnection = nil
+        writeConnection = nil
+        // The raw descriptor is closed last: closing it while SQLite holds POSIX locks would drop them.
+        try? databaseFD?.close()
+        databaseFD = nil
+        cursor = nil
+        restartProofHeader = nil
+        publishedPosition.withLock { $0 = nil }
+    }
+}
+
+extension Duration {
+    /// Seconds as a TimeInterval.
+    public var timeInterval: TimeInterval {
+        let c = components
+        return TimeInterval(c.seconds) + TimeInterval(c.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,136 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+
+/// Watches database directories with inotify and reports changes to a database file or its `-wal`.
+///
+/// One thread blocks in `poll` on the inotify descriptor and a wake-up pipe; there is no periodic timer, so an
+/// idle database costs nothing. Watching the directory (not the files) also reports a database that is created,
+/// or a `-wal` that is deleted and recreated.
+// @unchecked: `watches` is guarded by `lock`; the descriptors are immutable after init.
+public final class FileWatcher: @unchecked Sendable {
+    private let inotifyFD: Int32
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let lock = NSLock()
+    private var watches: [Int32: [(names: Set<String>, handler: @Sendable () -> Void)]] = [:]
+    private var directories: [String: Int32] = [:]
+    private var stopped = false
+    private var thread: Thread?
+    private let logger: Logger
+
+    /// Creates the watcher and starts its thread.
+    public init(logger: Logger) throws {
+        self.logger = logger
+        let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        guard fd >= 0 else { throw Syscall.error("inotify_init1", path: "(watcher)", errno: errno) }
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else {
+            let e = errno
+            close(fd)
+            throw Syscall.error("pipe", path: "(watcher)", errno: e)
+        }
+        for p in pipeFDs {
+            _ = fcntl(p, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(p, F_SETFL, O_NONBLOCK)
+        }
+        inotifyFD = fd
+        wakeRead = pipeFDs[0]
+        wakeWrite = pipeFDs[1]
+        let t = Thread { [self] in run() }
+        t.name = "launcher.inotify"
+        thread = t
+        t.start()
+    }
+
+    deinit {
+        close(inotifyFD)
+        close(wakeRead)
+        close(wakeWrite)
+    }
+
+    /// Calls `handler` whenever the file `path` or `path-wal` is created, modified, moved in or deleted.
+    public func watch(databasePath path: String, handler: @escaping @Sendable () -> Void) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let mask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE)
+        lock.lock()
+        defer { lock.unlock() }
+        let wd: Int32
+        if let existing = directories[dir] {
+            wd = existing
+        } else {
+            wd = inotify_add_watch(inotifyFD, dir, mask)
+            guard wd >= 0 else { throw Syscall.error("watch", path: dir, errno: errno) }
+            directories[dir] = wd
+        }
+        watches[wd, default: []].append((names: [base, base + "-wal"], handler: handler))
+    }
+
+    /// Stops the thread.
+    public func stop() {
+        lock.lock()
+        stopped = true
+        lock.unlock()
+        var one: UInt8 = 1
+        _ = write(wakeWrite, &one, 1)
+        thread = nil
+    }
+
+    private func run() {
+        var fds = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+        var buf = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            lock.lock()
+            let done = stopped
+            lock.unlock()
+            if done { return }
+            let r = poll(&fds, 2, -1)
+            if r < 0 {
+                if errno == EINTR { continue }
+                logger.error("file watcher: poll failed: \(String(cString: strerror(errno)))")
+                return
+            }
+            if fds[1].revents != 0 { return }
+            guard fds[0].revents != 0 else { continue }
+            let n = buf.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
+            if n <= 0 { continue }
+            dispatch(events: buf, count: n)
+        }
+    }
+
+    private func dispatch(events buf: [UInt8], count n: Int) {
+        var toCall: [Int32: Set<Int>] = [:]
+        buf.withUnsafeBytes { raw in
+            var off = 0
+            let headerSize = MemoryLayout<inotify_event>.size
+            while off + headerSize <= n {
+                let wd = raw.loadUnaligned(fromByteOffset: off, as: Int32.self)
+                let len = Int(raw.loadUnaligned(fromByteOffset: off + 12, as: UInt32.self))
+                let nameStart = off + headerSize
+                var name = ""
+                if len > 0, nameStart + len <= n {
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(nameStart + len)])
+                    name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                lock.lock()
+                if let entries = watches[wd] {
+                    for (i, e) in entries.enumerated() where e.names.contains(name) {
+                        toCall[wd, default: []].insert(i)
+                    }
+                }
+                lock.unlock()
+                off = nameStart + len
+            }
+        }
+        for (wd, indexes) in toCall {
+            lock.lock()
+            let handlers = indexes.compactMap { i in watches[wd].flatMap { i < $0.count ? $0[i].handler : nil } }
+            lock.unlock()
+            for h in handlers { h() }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+extension Replica {
+    /// Recomputes the replica position from the backend (REPLICATION §7.1).
+    func computePosition(generation g: Generation) throws -> WALPosition {
+        guard let snapshotIndex = try client.snapshots(generation: g).map(\.index).max() else {
+            throw ReplicationError(.notFound, "no snapshot available: generation=\(g.name)")
+        }
+        guard let last = try client.walSegments(generation: g).last, last.index >= snapshotIndex else {
+            return WALPosition(generation: g, index: snapshotIndex, offset: 0)
+        }
+        let length = try decompressedLength { try client.openWALSegment(last) }
+        return WALPosition(generation: g, index: last.index, offset: last.offset + length)
+    }
+
+    /// Counts the decompressed bytes of an object.
+    func decompressedLength(_ open: () throws -> any ByteSource) throws -> UInt64 {
+        let src = try open()
+        defer { src.close() }
+        let dec = try LZ4FrameDecoder { try src.read(into: $0) }
+        var total: UInt64 = 0
+        var buf = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = try buf.withUnsafeMutableBytes { try dec.read(into: $0) }
+            if n == 0 { break }
+            total += UInt64(n)
+        }
+        return total
+    }
+
+    /// Uploads shadow segments from the replica position on, one replica object per WAL index.
+    func uploadWAL(generation g: Generation) throws {
+        guard var pos = position else { return }
+        let current = db.position
+        let groups = try db.shadowSegments(generation: g, fromIndex: pos.index)
+        guard let first = groups.first, first.0 == pos.index, !first.1.isEmpty else {
+            throw ReplicationError(.notFound, "shadow wal no longer holds \(pos)")
+        }
+        for (index, segs) in groups where !segs.isEmpty {
+            if index > pos.index {
+                guard index == pos.index + 1 else {
+                    throw ReplicationError(.corrupt, "replica skipped position: replica=\(pos) next index=\(Hex.format(index, width: 16))")
+                }
+                pos = WALPosition(generation: g, index: index, offset: 0)
+            }
+            if let c = current, c.generation == g, c.index == index, pos.offset >= c.offset { break }
+            guard let startAt = segs.lastIndex(where: { $0.offset <= pos.offset }) else {
+                throw ReplicationError(.notFound, "shadow wal no longer holds \(pos)")
+            }
+            let pending = Array(segs[startAt...])
+            if !pending.contains(where: { $0.offset >= pos.offset }) {
+                // The position is inside or at the end of the last segment: measure it to know which.
+                let end = pending[0].offset + (try decompressedLength { FileByteSource(try FileDescriptor.openForReading(pending[0].path)) })
+                if end == pos.offset { continue }
+                if end < pos.offset {
+                    throw ReplicationError(.conflict, "replica is ahead of the local shadow wal at \(pos)")
+                }
+            }
+            pos = try uploadIndex(generation: g, index: index, from: pos.offset, segments: pending)
+            position = pos
+            publishPosition()
+        }
+    }
+
+    /// Concatenates shadow segments (skipping bytes before `from`) into one LZ4 frame stored at (index, from).
+    private func uploadIndex(generation g: Generation, index: UInt32, from: UInt64,
+                             segments: [ShadowSegment]) throws -> WALPosition {
+        try db.makeDurable(segments)
+        var end = segments[0].offset
+        var written: UInt64 = 0
+        let start = WALPosition(generation: g, index: index, offset: from)
+        do {
+            _ = try client.writeWALSegment(position: start) { sinkNow in
+                try withoutActuallyEscaping(sinkNow) { sink in
+                    let encoder = try LZ4FrameEncoder(sink: sink)
+                    var buf = [UInt8](repeating: 0, count: 256 * 1024)
+                    for s in segments {
+                        guard s.offset == end else {
+                            throw ReplicationError(.corrupt, "non-contiguous segment: expected=\(Hex.format(end, width: 16)) current=\(Hex.format(s.offset, width: 16))")
+                        }
+                        let decoder = try db.openShadowSegment(s)
+                        var segOffset = s.offset
+                        while true {
+                            let n = try buf.withUnsafeMutableBytes { try decoder.read(into: $0) }
+                            if n == 0 { break }
+                            let chunkEnd = segOffset + UInt64(n)
+                            if chunkEnd > from {
+                                let skip = from > segOffset ? Int(from - segOffset) : 0
+                                try buf.withUnsafeBytes { try encoder.write(UnsafeRawBufferPointer(rebasing: $0[skip..<n])) }
+                                written += UInt64(n - skip)
+                            }
+                            segOffset = chunkEnd
+                        }
+                        end = segOffset
+                    }
+                    try encoder.finish()
+                }
+            }
+        } catch {
+            throw (error as? ReplicationError)?.wrapped("write index segments: index=\(Hex.format(index, width: 16))") ?? error
+        }
+        logger.info("wal segment written: \(start) sz=\(written)")
+        return WALPosition(generation: g, index: index, offset: end)
+    }
+}

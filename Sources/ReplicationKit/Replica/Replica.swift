@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+
+/// Streams one database's shadow WAL to one destination: WAL segments, snapshots, retention (REPLICATION §7).
+///
+/// All mutable state is confined to `queue`; every operation blocks on the client, so it never runs on the
+/// Swift cooperative pool.
+// @unchecked: mutable state is only touched on `queue`.
+public final class Replica: ShadowObserver, @unchecked Sendable {
+    /// The replica's name (unique per database).
+    public let name: String
+    /// Where the objects go.
+    public let client: any ReplicaClient
+    /// Timing.
+    public let options: ReplicaOptions
+    let db: Database
+    let logger: Logger
+    let queue: DispatchQueue
+
+    // Confined to `queue`.
+    var position: WALPosition?          // end of the data known to be on the replica
+    var syncScheduled = false
+    var stopped = false
+    var failures = 0
+    var timers: [any DispatchSourceTimer] = []
+
+    /// The last error, or nil after a successful sync (for health reporting and tests).
+    public let lastError = Locked<String?>(nil)
+    /// Position known to be on the replica, readable from any thread.
+    public let syncedPosition = Locked<WALPosition?>(nil)
+
+    /// Creates a replica of `db` stored through `client`.
+    public init(name: String, client: any ReplicaClient, db: Database, options: ReplicaOptions, logger: Logger) {
+        self.name = name
+        self.client = client
+        self.db = db
+        self.options = options
+        var l = logger
+        l[metadataKey: "replica"] = "\(name)"
+        self.logger = l
+        self.queue = DispatchQueue(label: "launcher.replica.\(db.path).\(name)")
+    }
+
+    /// Registers with the database and starts the background work (first sync now, timers for snapshots/retention).
+    public func start() {
+        db.addObserver(self)
+        queue.async { [self] in
+            runSync()
+            if options.snapshotInterval > .zero {
+                addTimer(every: options.snapshotInterval) { [self] in
+                    do { _ = try snapshot() } catch { logger.error("snapshotter error: \(error.oneLine)") }
+                }
+            }
+            if options.retention > .zero {
+                addTimer(every: min(options.retentionCheckInterval, options.retention)) { [self] in
+                    do { try enforceRetention() } catch { logger.error("retainer error: \(error.oneLine)") }
+                }
+            }
+        }
+    }
+
+    private func addTimer(every interval: Duration, _ body: @escaping @Sendable () -> Void) {
+        let t = DispatchSource.makeTimerSource(queue: queue)
+        t.schedule(deadline: .now() + interval.timeInterval, repeating: interval.timeInterval)
+        t.setEventHandler { [self] in if !stopped { body() } }
+        t.resume()
+        timers.append(t)
+    }
+
+    /// Called by the database when the shadow WAL grew: sync after `syncInterval` (collapsing bursts).
+    public func shadowDidChange() {
+        queue.async { [self] in scheduleSync(after: options.syncInterval) }
+    }
+
+    private func scheduleSync(after delay: Duration) {
+        guard !stopped, !syncScheduled else { return }
+        syncScheduled = true
+        queue.asyncAfter(deadline: .now() + delay.timeInterval) { [self] in
+            syncScheduled = false
+            runSync()
+        }
+    }
+
+    /// One sync with error handling: on failure the position is forgotten and a retry is scheduled with backoff.
+    private func runSync() {
+        guard !stopped else { return }
+        do {
+            try syncOnQueue()
+            if failures > 0 { logger.info("replica \(name) caught up after \(failures) failed attempts") }
+            failures = 0
+            lastError.withLock { $0 = nil }
+        } catch {
+            failures += 1
+            position = nil
+            syncedPosition.withLock { $0 = nil }
+            db.setReplicaIndex(nil, for: self)
+            lastError.withLock { $0 = error.oneLine }
+            logger.error("monitor error: \(name) (\(client.location)): \(error.oneLine)")
+            // Retry even when the database stays idle, so a fixed destination catches up on its own.
+            let backoff = min(30.0, options.syncInterval.timeInterval * pow(2.0, Double(min(failures, 6))))
+            scheduleSync(after: .milliseconds(Int64(max(backoff, 0.1) * 1000)))
+        }
+    }
+
+    /// Syncs now on the caller's thread; throws the sync's error.
+    public func sync() throws {
+        try queue.sync { try syncOnQueue() }
+    }
+
+    /// Stops timers and background syncs, then runs one final sync if asked; returns its error.
+    public func stop(finalSync: Bool) throws {
+        try queue.sync {
+            stopped = true
+            for t in timers { t.cancel() }
+            timers.removeAll()
+            if finalSync { try syncOnQueue() }
+        }
+    }
+
+    /// Uploads everything the shadow WAL has beyond the replica position (REPLICATION §7.2).
+    func syncOnQueue() throws {
+        guard let dbPos = db.position else { return }
+        let g = dbPos.generation
+        if position?.generation != g { position = nil }
+        if position == nil {
+            if try client.snapshots(generation: g).isEmpty {
+                _ = try snapshot()
+                return
+            }
+            position = try computePosition(generation: g)
+            publishPosition()
+        }
+        do {
+            try uploadWAL(generation: g)
+        } catch let e as ReplicationError where e.code == .notFound {
+            // The local shadow WAL no longer reaches back to the replica's position: a new snapshot restarts it.
+            logger.warning("\(e.message); taking a new snapshot")
+            position = nil
+            _ = try snapshot()
+        }
+    }
+
+    /// Publishes the position to other threads and to the database's shadow cleaner.
+    func publishPosition() {
+        syncedPosition.withLock { $0 = position }
+        db.setReplicaIndex(position?.index, for: self)
+    }
+}

@@ -1,0 +1,40 @@
+/// Builds the storage client for a configured replica.
+public enum ReplicaClientFactory {
+    /// Returns a client for `config`, or an error naming the replica when its type is not available.
+    public static func make(_ config: ReplicaConfig) throws -> any ReplicaClient {
+        switch config.type {
+        case "file":
+            guard let path = config.path, !path.isEmpty else {
+                throw ReplicationError(.config, "file replica path required")
+            }
+            return FileReplicaClient(root: path)
+        case "s3", "gs", "abs", "sftp":
+            throw ReplicationError(.config, "replica \"\(config.name)\": type \"\(config.type)\" is not supported by this build yet; use a file replica")
+        default:
+            throw ReplicationError(.config, "unknown replica type in config: \"\(config.type)\"")
+        }
+    }
+
+    /// Replica timing from its configuration.
+    public static func options(_ config: ReplicaConfig) -> ReplicaOptions {
+        var o = ReplicaOptions()
+        o.syncInterval = config.syncInterval
+        o.snapshotInterval = config.snapshotInterval
+        o.retention = config.retention
+        o.retentionCheckInterval = config.retentionCheckInterval
+        return o
+    }
+}
+
+extension DatabaseConfig {
+    /// The tracking options this configuration asks for.
+    public var options: DatabaseOptions {
+        var o = DatabaseOptions()
+        o.monitorDelayInterval = monitorDelayInterval
+        o.checkpointInterval = checkpointInterval
+        o.minCheckpointPageCount = minCheckpointPageCount
+        o.maxCheckpointPageCount = maxCheckpointPageCount
+        o.shadowRetentionCount = shadowRetentionCount
+        return o
+    }
+}

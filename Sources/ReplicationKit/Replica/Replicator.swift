@@ -1,0 +1,87 @@
+import Foundation
+import Logging
+
+/// Runs replication for every configured database: file watching, shadow WAL, replicas, and the final sync.
+public final class Replicator: @unchecked Sendable {
+    // @unchecked: `entries` and `watcher` are set in init/start on the caller's thread before any sharing,
+    // and only read afterwards.
+
+    /// One database and its replicas.
+    public struct Entry: Sendable {
+        public let database: Database
+        public let replicas: [Replica]
+    }
+
+    /// Databases in configuration order.
+    public private(set) var entries: [Entry] = []
+    private var watcher: FileWatcher?
+    private let logger: Logger
+
+    /// Builds databases and replicas from `config`; configuration errors name the database and replica.
+    public init(config: Configuration, logger: Logger) throws {
+        self.logger = logger
+        for dbc in config.dbs {
+            guard dbc.minCheckpointPageCount > 0 else {
+                throw ReplicationError(.config, "open database: \(dbc.path): minimum checkpoint page count required")
+            }
+            if dbc.upstreamURL != nil {
+                throw ReplicationError(.config, "database \(dbc.path): upstream (live read replicas) is not supported by this build yet")
+            }
+            let db = Database(path: dbc.path, options: dbc.options, logger: logger)
+            var names = Set<String>()
+            var replicas: [Replica] = []
+            for rc in dbc.replicas {
+                guard names.insert(rc.name).inserted else {
+                    throw ReplicationError(.config, "open database: \(dbc.path): duplicate replica name: \"\(rc.name)\"")
+                }
+                let client: any ReplicaClient
+                do { client = try ReplicaClientFactory.make(rc) } catch {
+                    throw (error as? ReplicationError)?.wrapped("open database: \(dbc.path)") ?? error
+                }
+                replicas.append(Replica(name: rc.name, client: client, db: db,
+                                        options: ReplicaClientFactory.options(rc), logger: logger))
+            }
+            entries.append(Entry(database: db, replicas: replicas))
+        }
+    }
+
+    /// Opens every database that exists, starts watching, and starts the replicas.
+    ///
+    /// A database file that exists but cannot be tracked (not SQLite, unreadable) fails startup.
+    public func start() throws {
+        let w = try FileWatcher(logger: logger)
+        watcher = w
+        if entries.isEmpty { logger.info("no databases specified in configuration") }
+        for e in entries {
+            let db = e.database
+            try w.watch(databasePath: db.path) { db.notifyChanged() }
+            try db.start()
+            for r in e.replicas {
+                logger.info("replicating to: name=\"\(r.name)\" type=\"\(r.client.type)\" path=\"\(r.client.location)\"")
+                r.start()
+            }
+        }
+    }
+
+    /// Stops watching, then runs a final sync of every database and every replica.
+    ///
+    /// Returns one line per failure naming the database and replica (empty when everything made it).
+    public func shutdown() -> [String] {
+        watcher?.stop()
+        var failures: [String] = []
+        for e in entries {
+            let db = e.database
+            do { try db.sync() } catch {
+                failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
+            }
+            for r in e.replicas {
+                do { try r.stop(finalSync: true) } catch {
+                    let synced = r.syncedPosition.current.map { "\($0)" } ?? "nothing"
+                    failures.append("final sync of \(db.path) to replica \"\(r.name)\" (\(r.client.location)) failed; replica holds \(synced), local position \(db.position.map { "\($0)" } ?? "none"): \(error.oneLine)")
+                }
+            }
+            do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
+        }
+        return failures
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import Logging
+
+/// What to restore and where.
+public struct RestoreOptions: Sendable {
+    /// The database file to create; it must not exist.
+    public var outputPath: String
+    /// The generation to restore from; nil picks the latest one.
+    public var generation: Generation?
+    /// The last WAL index to apply (inclusive); nil means the generation's highest index.
+    public var index: UInt32?
+    /// Point in time (v0.3 `-timestamp`): restore what the replica held at this time; excludes `index`.
+    public var timestamp: Date?
+    /// Number of WAL indexes downloaded concurrently; values < 1 mean 8.
+    public var parallelism: Int
+
+    /// Creates options.
+    public init(outputPath: String, generation: Generation? = nil, index: UInt32? = nil, timestamp: Date? = nil,
+                parallelism: Int = 8) {
+        self.outputPath = outputPath
+        self.generation = generation
+        self.index = index
+        self.timestamp = timestamp
+        self.parallelism = parallelism
+    }
+
+    /// The parallelism actually used (values < 1 fall back to 8).
+    public var effectiveParallelism: Int { parallelism < 1 ? 8 : parallelism }
+}
+
+/// A replica chosen among several, with the plan for restoring from it.
+public struct ReplicaRestoreChoice: Sendable {
+    /// The replica's name.
+    public var name: String
+    /// The replica's client.
+    public var client: any ReplicaClient
+    /// What will be restored from it.
+    public var plan: RestorePlan
+}
+
+/// Rebuilds a database from a replica: chooses generation and snapshot, downloads WAL in parallel, applies it in order.
+///
+/// Every method blocks; call it from a thread that may block, not from the Swift cooperative pool.
+public enum Restorer {
+    /// Lists the generations of `client` (only `generation` when given) with their snapshots and segments.
+    public static func listings(client: any ReplicaClient, generation: Generation? = nil) throws -> [GenerationListing] {
+        let gens = try generation.map { [$0] } ?? client.generations()
+        return try gens.map {
+            GenerationListing(generation: $0, snapshots: try client.snapshots(generation: $0),
+                              segments: try client.walSegments(generation: $0))
+        }
+    }
+
+    /// Chooses the generation and plans the restore from one replica (no local side effects).
+    ///
+    /// Throws `no matching backups found` (see `RestorePlanner.isNoMatchingBackups`) when there is nothing to restore.
+    public static func plan(client: any ReplicaClient, options: RestoreOptions) throws -> RestorePlan {
+        try validate(options)
+        let listing: GenerationListing
+        if let g = options.generation {
+            listing = try listings(client: client, generation: g).first
+                ?? GenerationListing(generation: g, snapshots: [], segments: [])
+        } else {
+            let all: [GenerationListing]
+            do { all = try listings(client: client) } catch {
+                throw RestoreFiles.wrap(error, "cannot determine latest generation")
+            }
+            guard let latest = RestorePlanner.latestGeneration(all, containing: options.timestamp) else {
+                throw ReplicationError(.notFound, RestorePlanner.noMatchingBackups)
+            }
+            listing = latest
+        }
+        return try RestorePlanner.plan(listing, index: options.index, timestamp: options.timestamp)
+    }
+
+    /// Chooses the replica holding the latest data (replicas without a usable generation are skipped) and plans the restore.
+    public static func plan(replicas: [(name: String, client: any ReplicaClient)],
+                            options: RestoreOptions) throws -> ReplicaRestoreChoice {
+        try validate(options)
+        var all: [[GenerationListing]] = []
+        for r in replicas {
+            do { all.append(try listings(client: r.client, generation: options.generation)) } catch {
+                throw RestoreFiles.wrap(error, "cannot determine latest replica")
+            }
+        }
+        guard let i = RestorePlanner.latestReplica(all, containing: options.timestamp) else {
+            throw ReplicationError(.notFound, RestorePlanner.noMatchingBackups)
+        }
+        let listing = RestorePlanner.latestGeneration(all[i], containing: options.timestamp)!
+        let plan = try RestorePlanner.plan(listing, index: options.index, timestamp: options.timestamp)
+        return ReplicaRestoreChoice(name: replicas[i].name, client: replicas[i].client, plan: plan)
+    }
+
+    /// Restores from one replica into `options.outputPath`; returns what was restored.
+    @discardableResult
+    public static func restore(client: any ReplicaClient, options: RestoreOptions, logger: Logger) throws -> RestorePlan {
+        try checkOutputAbsent(options.outputPath)
+        let plan = try plan(client: client, options: options)
+        try execute(plan, client: client, outputPath: options.outputPath,
+                    parallelism: options.effectiveParallelism, logger: logger)
+        return plan
+    }
+
+    /// Restores from whichever of several named replicas holds the latest data; returns the choice made.
+    @discardableResult
+    public static func restore(replicas: [(name: String, client: any ReplicaClient)], options: RestoreOptions,
+                               logger: Logger) throws -> ReplicaRestoreChoice {
+        try checkOutputAbsent(options.outputPath)
+        let choice = try plan(replicas: replicas, options: options)
+        try execute(choice.plan, client: choice.client, outputPath: options.outputPath,
+                    parallelism: options.effectiveParallelism, logger: logger)
+        return choice
+    }
+
+    /// Carries out `plan`: snapshot into `<out>.tmp`, WAL indexes applied in order, quick_check, rename into place.
+    ///
+    /// Never replaces an existing output. On error nothing is left at `outputPath` or `<out>.tmp*`, and no worker
+    /// thread outlives the call.
+    public static func execute(_ plan: RestorePlan, client: any ReplicaClient, outputPath: String, parallelism: Int,
+                               logger: Logger) throws {
+        let out = outputPath
+        try checkOutputAbsent(out)
+        let dir = RestoreFiles.parentDirectory(of: out)
+        do { try FileSystem.makeDirectories(dir, mode: 0o700) } catch {
+            throw RestoreFiles.wrap(error, "cannot create parent directory")
+        }
+        try RestoreFiles.removeLeftovers(output: out)
+
+        let tmp = out + ".tmp"
+        let downloader = plan.isSnapshotOnly ? nil : WALDownloader(
+            client: client, generation: plan.generation, indexes: plan.walIndexes, prefix: tmp,
+            parallelism: parallelism < 1 ? 8 : parallelism)
+        var renamed = false
+        do {
+            let pageSize = try restoreSnapshot(plan, client: client, tmp: tmp, logger: logger)
+            if let downloader {
+                downloader.start()
+                var planned = plan.walIndexes.makeIterator()
+                while true {
+                    let item: (index: UInt32, path: String)?
+                    do { item = try downloader.next() } catch { throw RestoreFiles.wrap(error, "cannot download WAL") }
+                    guard let item, let p = planned.next() else { break }
+                    let started = ContinuousClock.now
+                    do {
+                        try WALApplier.apply(walFile: item.path, to: tmp, pageSize: pageSize)
+                    } catch {
+                        throw RestoreFiles.wrap(error, "cannot apply wal: \(walIndexName(p, client: client))")
+                    }
+                    let elapsed = ContinuousClock.now - started
+                    logger.info("applied wal \(plan.generation.name)/\(Hex.format(item.index, width: 16)) elapsed=\(GoDuration.format(elapsed))")
+                }
+                downloader.close()
+            } else {
+                logger.info("no wal files found, snapshot only")
+            }
+            try WALApplier.verifyDatabase(tmp, output: out)
+            try FileSystem.remove(tmp + "-wal")
+            try FileSystem.remove(tmp + "-shm")
+            logger.info("renaming database from temporary location")
+            try RestoreFiles.renameNoReplace(tmp, to: out)
+            renamed = true
+            try FileSystem.syncDirectory(dir)
+        } catch {
+            downloader?.close()
+            for p in [tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"] { try? FileSystem.remove(p) }
+            for j in downloader?.jobs ?? [] { try? FileSystem.remove(j.path) }
+            if renamed { try? FileSystem.remove(out) }
+            throw error
+        }
+    }
+
+    /// Rejects option combinations upstream rejects.
+    private static func validate(_ options: RestoreOptions) throws {
+        if options.index != nil && options.timestamp != nil {
+            throw ReplicationError(.invalidInput, "cannot specify index & timestamp to restore")
+        }
+    }
+
+    /// Fails with `output file already exists: PATH` when something is at `path` (and for an empty path).
+    private static func checkOutputAbsent(_ path: String) throws {
+        guard !path.isEmpty else { throw ReplicationError(.invalidInput, "restore path required") }
+        if try FileSystem.info(path) != nil {
+            throw ReplicationError(.conflict, "output file already exists: \(path)")
+        }
+    }
+
+    /// Decompresses the snapshot into `tmp` (fsynced) and returns the database page size from its header.
+    private static func restoreSnapshot(_ plan: RestorePlan, client: any ReplicaClient, tmp: String,
+                                        logger: Logger) throws -> Int {
+        logger.info("restoring snapshot \(plan.generation.name)/\(Hex.format(plan.snapshot.index, width: 16)) to \(tmp)")
+        let name = client.objectName(snapshot: plan.snapshot)
+        do {
+            let fd = try FileDescriptor.create(tmp, mode: 0o600)
+            defer { try? fd.close() }
+            let source = try client.openSnapshot(plan.snapshot)
+            defer { source.close() }
+            _ = try RestoreFiles.decompress(source, to: fd)
+            try fd.sync()
+            try fd.close()
+            let reader = try FileDescriptor.openForReading(tmp)
+            defer { try? reader.close() }
+            return try WALFileVerifier.databasePageSize(header: try reader.pread(count: WALFileVerifier.databaseHeaderSize, at: 0))
+        } catch {
+            throw RestoreFiles.wrap(error, "cannot restore snapshot: \(name)")
+        }
+    }
+
+    /// `generations/<g>/wal/<index>` naming one WAL index in errors (the v0.3 flat layout shows a wildcard).
+    private static func walIndexName(_ p: PlannedWALIndex, client: any ReplicaClient) -> String {
+        guard let first = p.segments.first else { return "wal index \(Hex.format(p.index, width: 16))" }
+        let object = client.objectName(segment: first)
+        let dir = (object as NSString).deletingLastPathComponent
+        return first.layout == .v04 ? dir : "\(dir)/\(Hex.format(p.index, width: 8))_*.wal.lz4"
+    }
+}

@@ -1,0 +1,149 @@
+import CSQLite
+import Foundation
+
+/// How a checkpoint treats readers and writers (values of `SQLITE_CHECKPOINT_*`).
+public enum CheckpointMode: Int32, Sendable, CustomStringConvertible {
+    case passive = 0, full = 1, restart = 2, truncate = 3
+
+    public var description: String {
+        switch self {
+        case .passive: return "PASSIVE"
+        case .full: return "FULL"
+        case .restart: return "RESTART"
+        case .truncate: return "TRUNCATE"
+        }
+    }
+}
+
+/// The three numbers `sqlite3_wal_checkpoint_v2` reports.
+public struct CheckpointResult: Sendable, Equatable {
+    /// Whether the checkpoint could not complete because of readers or writers.
+    public var busy: Bool
+    /// Frames in the WAL when the checkpoint ran.
+    public var logFrames: Int32
+    /// Frames copied back into the database.
+    public var checkpointedFrames: Int32
+}
+
+/// One SQLite connection; its single owner calls it from one thread at a time, never from the cooperative pool.
+public final class SQLiteConnection {
+    private var handle: OpaquePointer?
+    /// The database file this connection opened.
+    public let path: String
+
+    /// Opens `path`. `create` allows creating a missing file; the busy timeout is in milliseconds.
+    ///
+    /// The corresponding C function is `sqlite3_open_v2`.
+    public init(path: String, create: Bool = false, readOnly: Bool = false, busyTimeout: Int32 = 1000) throws {
+        self.path = path
+        var flags = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE
+        if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
+        flags |= SQLITE_OPEN_NOMUTEX
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        if rc != SQLITE_OK {
+            let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            // sqlite.org: "Whether or not an error occurs when it is opened, resources associated with the
+            // database connection handle should be released by passing it to sqlite3_close()".
+            sqlite3_close(db)
+            throw ReplicationError(.sqlite, "open \(path): \(msg)")
+        }
+        handle = db
+        sqlite3_busy_timeout(db, busyTimeout)
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { close() }
+
+    /// Closes the connection; safe to call twice.
+    public func close() {
+        if let h = handle { sqlite3_close_v2(h) }
+        handle = nil
+    }
+
+    private var db: OpaquePointer {
+        guard let h = handle else { preconditionFailure("use of closed SQLite connection \(path)") }
+        return h
+    }
+
+    private func error(_ rc: Int32, _ context: String) -> ReplicationError {
+        let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+        return ReplicationError(.sqlite, "\(context) \(path): \(msg)")
+    }
+
+    /// The primary result code of the last failure, for callers that branch on SQLITE_BUSY.
+    public var lastErrorCode: Int32 { handle.map { sqlite3_errcode($0) & 0xff } ?? 0 }
+
+    /// Runs one or more statements that return no rows.
+    public func exec(_ sql: String) throws {
+        let rc = sqlite3_exec(db, sql, nil, nil, nil)
+        if rc != SQLITE_OK { throw error(rc, sql) }
+    }
+
+    /// Runs a query and returns the first column of the first row as text (nil when there is no row or it is NULL).
+    public func queryText(_ sql: String) throws -> String? {
+        try withStatement(sql) { stmt in
+            guard let p = sqlite3_column_text(stmt, 0) else { return nil }
+            return String(cString: p)
+        }
+    }
+
+    /// Runs a query and returns the first column of the first row as an integer.
+    public func queryInt(_ sql: String) throws -> Int64? {
+        try withStatement(sql) { stmt in
+            sqlite3_column_type(stmt, 0) == SQLITE_NULL ? nil : sqlite3_column_int64(stmt, 0)
+        }
+    }
+
+    /// Runs a query and returns every row, each as an array of column texts (NULL as nil).
+    public func queryRows(_ sql: String) throws -> [[String?]] {
+        var stmt: OpaquePointer?
+        var rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK else { throw error(rc, sql) }
+        defer { sqlite3_finalize(stmt) }
+        var rows: [[String?]] = []
+        while true {
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc, sql) }
+            let n = sqlite3_column_count(stmt)
+            rows.append((0..<n).map { i in sqlite3_column_text(stmt, i).map { String(cString: $0) } })
+        }
+        return rows
+    }
+
+    private func withStatement<T>(_ sql: String, _ body: (OpaquePointer?) -> T?) throws -> T? {
+        var stmt: OpaquePointer?
+        var rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK else { throw error(rc, sql) }
+        defer { sqlite3_finalize(stmt) }
+        rc = sqlite3_step(stmt)
+        if rc == SQLITE_ROW { return body(stmt) }
+        if rc == SQLITE_DONE { return nil }
+        throw error(rc, sql)
+    }
+
+    /// Keeps the `-wal` and `-shm` files when this connection closes (`SQLITE_FCNTL_PERSIST_WAL` = 1).
+    ///
+    /// Without it, closing our connection could delete a WAL whose frames are not yet replicated.
+    public func setPersistentWAL() throws {
+        var on: Int32 = 1
+        let rc = rk_sqlite_file_control_int(db, "main", SQLITE_FCNTL_PERSIST_WAL, &on)
+        if rc != SQLITE_OK { throw error(rc, "set persistent WAL on") }
+    }
+
+    /// Runs a checkpoint of the main database.
+    ///
+    /// The corresponding C function is `sqlite3_wal_checkpoint_v2`; SQLITE_BUSY is reported as `busy`, not thrown.
+    public func checkpoint(_ mode: CheckpointMode) throws -> CheckpointResult {
+        var log: Int32 = -1
+        var ckpt: Int32 = -1
+        let rc = sqlite3_wal_checkpoint_v2(db, "main", mode.rawValue, &log, &ckpt)
+        if rc == SQLITE_OK { return CheckpointResult(busy: false, logFrames: log, checkpointedFrames: ckpt) }
+        if rc & 0xff == SQLITE_BUSY { return CheckpointResult(busy: true, logFrames: log, checkpointedFrames: ckpt) }
+        throw error(rc, "checkpoint(\(mode))")
+    }
+
+    /// Whether the connection is inside an explicit transaction.
+    public var inTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
+}

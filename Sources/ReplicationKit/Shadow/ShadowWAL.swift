@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// One shadow WAL segment on disk.
+public struct ShadowSegment: Sendable, Equatable {
+    public var index: UInt32
+    public var offset: UInt64
+    /// Path of the compressed segment file.
+    public var path: String
+}
+
+/// The local, LZ4-compressed staging copy of the WAL (`<db>-litestream/generations/<g>/wal/<i>/<o>.wal.lz4`).
+///
+/// Methods block; they run on the database's serial queue.
+public struct ShadowWAL: Sendable {
+    /// The metadata directory paths.
+    public let meta: MetaDirectory
+    /// Mode for files created under the metadata directory.
+    public var fileMode: mode_t = 0o600
+    /// Mode for directories created under the metadata directory.
+    public var directoryMode: mode_t = 0o700
+
+    /// Creates the shadow WAL view for a database.
+    public init(meta: MetaDirectory) { self.meta = meta }
+
+    /// Reads the current generation from the `generation` file (nil when absent or malformed).
+    public func currentGeneration() throws -> Generation? {
+        guard let bytes = try FileSystem.readSmallFile(meta.generationFile) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return Generation(name: text)
+    }
+
+    /// Writes the `generation` file atomically (temp file, fsync, rename, directory fsync).
+    public func setCurrentGeneration(_ g: Generation) throws {
+        try FileSystem.makeDirectories(meta.root, mode: directoryMode)
+        try FileSystem.writeAtomically(meta.generationFile, mode: fileMode) { fd in
+            try fd.writeAll(Array((g.name + "\n").utf8))
+        }
+    }
+
+    /// Deletes the `generation` file so the next sync starts a new generation.
+    public func clearGeneration() throws {
+        try FileSystem.remove(meta.generationFile)
+    }
+
+    /// Rewrites the `position` file (start of the segment just written; not fsynced, as upstream).
+    public func writePosition(_ pos: WALPosition) throws {
+        let fd = try FileDescriptor.create(meta.positionFile, mode: fileMode)
+        try fd.writeAll(Array((pos.description + "\n").utf8))
+        try fd.close()
+    }
+
+    /// Index numbers present in a generation, ascending.
+    public func indexes(_ g: Generation) throws -> [UInt32] {
+        try FileSystem.list(meta.walDir(g)).compactMap { name -> UInt32? in
+            guard let v = Hex.parse(Substring(name)), v <= UInt64(maxWALIndex) else { return nil }
+            return UInt32(v)
+        }.sorted()
+    }
+
+    /// Segments of one index, sorted by offset (lenient names; `.tmp` files are ignored).
+    public func segments(_ g: Generation, index: UInt32) throws -> [ShadowSegment] {
+        let dir = meta.indexDir(g, index)
+        return try FileSystem.list(dir).compactMap { name -> ShadowSegment? in
+            guard let off = ReplicaPaths.parseV04OffsetName(name) else { return nil }
+            return ShadowSegment(index: index, offset: off, path: dir + "/" + name)
+        }.sorted { $0.offset < $1.offset }
+    }
+
+    /// Writes a segment from `bytes` (raw WAL bytes starting at `offset`): compress to `.tmp`, rename.
+    ///
+    /// Durability is deferred: `makeDurable` fsyncs segments before a replica uploads them.
+    public func writeSegment(_ g: Generation, index: UInt32, offset: UInt64,
+                             body: (_ write: ([UInt8]) throws -> Void) throws -> Void) throws -> ShadowSegment {
+        let dir = meta.indexDir(g, index)
+        try FileSystem.makeDirectories(dir, mode: directoryMode)
+        let path = meta.segmentPath(g, index, offset)
+        let tmp = path + ".tmp"
+        let fd = try FileDescriptor.create(tmp, mode: fileMode)
+        do {
+            let encoder = try LZ4FrameEncoder { try fd.writeAll($0) }
+            try body { try encoder.write($0) }
+            try encoder.finish()
+            try fd.close()
+            try FileSystem.rename(tmp, to: path)
+        } catch {
+            try? fd.close()
+            try? FileSystem.remove(tmp)
+            throw error
+        }
+        return ShadowSegment(index: index, offset: offset, path: path)
+    }
+
+    /// Flushes the given segment files and their directories to stable storage.
+    public func makeDurable(_ segments: [ShadowSegment]) throws {
+        var dirs = Set<String>()
+        for s in segments {
+            let fd = try FileDescriptor.openForReading(s.path)
+            try fd.sync()
+            try fd.close()
+            dirs.insert((s.path as NSString).deletingLastPathComponent)
+        }
+        for d in dirs.sorted() { try FileSystem.syncDirectory(d) }
+    }
+
+    /// Opens a segment for streaming decompression.
+    public func openSegment(_ s: ShadowSegment) throws -> LZ4FrameDecoder {
+        let fd = try FileDescriptor.openForReading(s.path)
+        return try LZ4FrameDecoder { buf in try fd.read(into: buf) }
+    }
+
+    /// Decompresses a whole segment (segments are bounded by the WAL size).
+    public func readSegment(_ s: ShadowSegment) throws -> [UInt8] {
+        let decoder = try openSegment(s)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = try buf.withUnsafeMutableBytes { try decoder.read(into: $0) }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+
+    /// Deletes every `.tmp` file under the metadata directory (leftovers of a crash).
+    public func removeTemporaryFiles() throws {
+        func walk(_ dir: String) throws {
+            for name in try FileSystem.list(dir) {
+                let path = dir + "/" + name
+                guard let info = try FileSystem.info(path) else { continue }
+                if info.isDirectory { try walk(path) } else if name.hasSuffix(".tmp") { try FileSystem.remove(path) }
+            }
+        }
+        try walk(meta.root)
+    }
+
+    /// Deletes every generation directory except `keep`.
+    public func removeGenerations(except keep: Generation?) throws -> [String] {
+        var removed: [String] = []
+        for name in try FileSystem.list(meta.generationsDir) where name != keep?.name {
+            try FileSystem.removeTree(meta.generationsDir + "/" + name)
+            removed.append(name)
+        }
+        return removed
+    }
+
+    /// Deletes one shadow index directory.
+    public func removeIndex(_ g: Generation, _ index: UInt32) throws {
+        try FileSystem.removeTree(meta.indexDir(g, index))
+    }
+}

@@ -1,0 +1,28 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// The one place that retries a system call on EINTR and turns errno into an error naming the path at fault.
+enum Syscall {
+    /// Runs `body` until it does not fail with EINTR; returns its result or throws an error for `what` on `path`.
+    @discardableResult
+    static func retrying<T: BinaryInteger>(_ what: String, path: String, _ body: () -> T) throws -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            throw error(what, path: path, errno: e)
+        }
+    }
+
+    /// Builds the user-facing error for a failed system call.
+    static func error(_ what: String, path: String, errno e: Int32) -> ReplicationError {
+        let text = String(cString: strerror(e))
+        let code: ReplicationError.Code = (e == ENOENT) ? .notFound : .io
+        return ReplicationError(code, "\(what) \(path): \(text.lowercased())")
+    }
+}

@@ -1,0 +1,78 @@
+/// The result of scanning a WAL file forward from a known position.
+public struct WALScanResult: Sendable, Equatable {
+    /// Offset just after the last valid commit frame (equals the start offset when none was found).
+    public var committedEnd: UInt64
+    /// Running checksum at `committedEnd`.
+    public var checksum: WALChecksum
+    /// The bytes of the last committed frame (header + page), if any commit frame was found.
+    public var lastCommitFrame: [UInt8]?
+    /// Number of frames up to `committedEnd`.
+    public var committedFrames: Int
+}
+
+/// Walks WAL frames with LiteFS semantics: a short read, a salt mismatch or a checksum mismatch ends the valid WAL.
+///
+/// The scanner owns no file; it reads through the closure it is given.
+public struct WALScanner {
+    /// The header of the WAL lifetime being scanned (salts, byte order, page size).
+    public let header: WALHeader
+    /// How many frames to read per call of `read` (bounds memory).
+    public var framesPerRead: Int
+
+    /// Creates a scanner for the WAL lifetime described by `header`.
+    public init(header: WALHeader, framesPerRead: Int = 64) {
+        self.header = header
+        self.framesPerRead = max(1, framesPerRead)
+    }
+
+    /// Scans frames starting at `offset` with running checksum `checksum` until the valid WAL ends.
+    ///
+    /// - Parameters:
+    ///   - read: reads up to `count` bytes at an offset (fewer at end of file).
+    ///   - onCommittedBytes: receives the validated bytes of each completed transaction, in order, if given.
+    public func scan(from offset: UInt64, checksum: WALChecksum,
+                     read: (_ count: Int, _ offset: UInt64) throws -> [UInt8],
+                     onCommittedBytes: ((ArraySlice<UInt8>) throws -> Void)? = nil) throws -> WALScanResult {
+        let fs = header.frameSize
+        var result = WALScanResult(committedEnd: offset, checksum: checksum, lastCommitFrame: nil, committedFrames: 0)
+        var running = checksum
+        var cursor = offset
+        // Bytes of the transaction in progress (frames after the last commit), kept only when a consumer wants them.
+        var pending: [UInt8] = []
+        var pendingFrames = 0
+        scanning: while true {
+            let chunk = try read(fs * framesPerRead, cursor)
+            let whole = chunk.count / fs
+            if whole == 0 { break }
+            var i = 0
+            while i < whole {
+                let base = i * fs
+                let (valid, isCommit) = chunk.withUnsafeBytes { raw -> (Bool, Bool) in
+                    let fh = WALFrameHeader(raw, at: base)
+                    guard fh.salt1 == header.salt1, fh.salt2 == header.salt2 else { return (false, false) }
+                    running.update(UnsafeRawBufferPointer(rebasing: raw[base..<(base + 8)]))
+                    running.update(UnsafeRawBufferPointer(rebasing: raw[(base + walFrameHeaderSize)..<(base + fs)]))
+                    return (running.s0 == fh.checksum1 && running.s1 == fh.checksum2, fh.isCommit)
+                }
+                if !valid { break scanning }
+                pendingFrames += 1
+                if onCommittedBytes != nil { pending.append(contentsOf: chunk[base..<(base + fs)]) }
+                cursor += UInt64(fs)
+                if isCommit {
+                    if let consume = onCommittedBytes {
+                        try consume(pending[...])
+                        pending.removeAll(keepingCapacity: true)
+                    }
+                    result.committedEnd = cursor
+                    result.checksum = running
+                    result.committedFrames += pendingFrames
+                    pendingFrames = 0
+                    result.lastCommitFrame = Array(chunk[base..<(base + fs)])
+                }
+                i += 1
+            }
+            if whole < framesPerRead { break }
+        }
+        return result
+    }
+}
