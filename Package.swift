@@ -26,6 +26,7 @@ let package = Package(
                        providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLauncherShims", path: "Sources/CLauncherShims"),
         .target(
             name: "ReplicationKit",
             dependencies: [
@@ -38,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "Launcher",
             dependencies: [
-                "ReplicationKit",
+                "ReplicationKit", "CLauncherShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -1,3 +1,4 @@
+import CLauncherShims
 import Foundation
 import Logging
 import ReplicationKit
@@ -10,6 +11,9 @@ let launcherVersion = "0.1.0"
 struct Launcher {
     static func main() {
         LoggingSystem.bootstrap { label in StdoutLogHandler(label: label) }
+        // liblz4 allocates block-sized (4 MiB) buffers for every frame it decodes; serve them from the heap and
+        // keep freed memory, instead of an mmap/munmap pair and fresh page faults for every shadow segment.
+        launcher_tune_malloc()
         let args = Array(CommandLine.arguments.dropFirst())
         let code = run(args)
         exit(code)

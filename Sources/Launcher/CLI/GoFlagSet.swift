@@ -1,3 +1,4 @@
+import ReplicationKit
 /// Errors from `GoFlagSet.parse`, mirroring Go's `flag` package.
 enum GoFlagError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `-h`, `-help` or `--help` was given and no flag of that name is defined (Go's `flag.ErrHelp`).
@@ -155,7 +156,7 @@ struct GoFlagSet: Sendable {
             if case .bool = flag.kind {
                 let text = value ?? "true"
                 guard let b = GoFlagSet.parseBool(text) else {
-                    throw .message("invalid boolean value \(goQuoted(text)) for -\(name): parse error")
+                    throw .message("invalid boolean value \(goQuote(text)) for -\(name): parse error")
                 }
                 result.values[name] = b ? "true" : "false"
                 result.setFlags.insert(name)
@@ -170,11 +171,11 @@ struct GoFlagSet: Sendable {
             case .int:
                 let (v, outOfRange) = GoFlagSet.parseGoInt(value)
                 if v == nil {
-                    throw .message("invalid value \(goQuoted(value)) for flag -\(name): \(outOfRange ? "value out of range" : "parse error")")
+                    throw .message("invalid value \(goQuote(value)) for flag -\(name): \(outOfRange ? "value out of range" : "parse error")")
                 }
             case .custom(let validate):
                 if let reason = validate(value) {
-                    throw .message("invalid value \(goQuoted(value)) for flag -\(name): \(reason)")
+                    throw .message("invalid value \(goQuote(value)) for flag -\(name): \(reason)")
                 }
             case .string, .bool:
                 break
@@ -209,7 +210,7 @@ struct GoFlagSet: Sendable {
             }
             if !isZero {
                 if case .string = flag.kind {
-                    line += " (default \(goQuoted(flag.defaultValue)))"
+                    line += " (default \(goQuote(flag.defaultValue)))"
                 } else {
                     line += " (default \(flag.defaultValue))"
                 }
@@ -272,23 +273,3 @@ struct ParsedFlags: Sendable {
     func isSet(_ name: String) -> Bool { setFlags.contains(name) }
 }
 
-/// Go `%q` quoting for flag error messages.
-func goQuoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}

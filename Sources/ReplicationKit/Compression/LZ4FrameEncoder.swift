@@ -6,8 +6,12 @@ import CLZ4
 /// checksum, no content size, content checksum on, 4 MiB maximum block size, fast level, so every
 /// output begins with `04 22 4D 18 64 70 B9`. Not thread-safe: an encoder has a single owner.
 public final class LZ4FrameEncoder {
-    /// Largest input slice passed to one `LZ4F_compressUpdate` call.
-    static let chunkSize = 256 * 1024
+    /// Largest input slice passed to one `LZ4F_compressUpdate` call (and so the largest block written).
+    ///
+    /// With `autoFlush` liblz4 compresses straight from the input, so neither it nor we hold a 4 MiB block
+    /// buffer: an encoder costs about 80 KiB, which matters because one is made for every shadow segment.
+    /// LZ4's match window is 64 KiB, so smaller blocks cost almost nothing in ratio.
+    static let chunkSize = 64 * 1024
 
     /// Uncompressed bytes consumed so far.
     public private(set) var bytesIn: UInt64 = 0
@@ -35,7 +39,7 @@ public final class LZ4FrameEncoder {
         p.frameInfo.dictID = 0
         p.frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum
         p.compressionLevel = 0
-        p.autoFlush = 0
+        p.autoFlush = 1
         p.favorDecSpeed = 0
 
         let bound = max(LZ4F_compressBound(Self.chunkSize, &p), Int(LZ4F_HEADER_SIZE_MAX))

@@ -196,7 +196,7 @@ public enum GoDuration {
 }
 
 /// Quotes a string like Go's `%q` for printable text (escapes `"`, `\` and control characters).
-func goQuote(_ s: String) -> String {
+public func goQuote(_ s: String) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
         switch scalar {

@@ -8,7 +8,12 @@ extension Database {
         let age = Duration.milliseconds(Int64(Date().timeIntervalSince(modified) * 1000))
         guard let mode = CheckpointPolicy.decide(offset: c.position.offset, pageSize: pageSize,
                                                  databaseAge: age, options: options) else { return }
-        try checkpoint(mode)
+        try checkpointOnQueue(mode)
+    }
+
+    /// Runs a checkpoint now (waits for the database queue); see `checkpointOnQueue`.
+    public func checkpoint(_ mode: CheckpointMode) throws {
+        try onQueue { try checkpointOnQueue(mode) }
     }
 
     /// Runs a checkpoint without ever letting a committed frame escape the shadow WAL.
@@ -24,7 +29,7 @@ extension Database {
     /// 4. run the continuity check, which follows the restart into the next index.
     /// A frame committed between 3's copy and our write keeps the WAL from restarting (it is not checkpointed),
     /// so the restart and the truncation can only ever discard frames we already hold.
-    public func checkpoint(_ mode: CheckpointMode) throws {
+    func checkpointOnQueue(_ mode: CheckpointMode) throws {
         guard let writer = writeConnection else { return }
         try copyFrames()
         try refreshReadLock()

@@ -46,7 +46,15 @@ extension Database {
             _ = try s.queryInt("SELECT COUNT(1) FROM _litestream_seq;")
             activeSnapshots += 1
             do {
-                // Everything committed before our read mark is now copied, so the shadow covers the snapshot.
+                try syncOnQueue()
+                // As upstream, flush what can be flushed first: above all, a database created in WAL mode may
+                // still be a 0-byte file, and SQLite ignores (and deletes) a WAL next to an empty database, so
+                // such a snapshot could not be restored. The checkpoint cannot write anything newer than the
+                // shadow WAL holds: our read guard began before the copy just made, and limits it.
+                if let w = writeConnection, let r = try? w.checkpoint(.passive) {
+                    logger.debug("pre-snapshot checkpoint(PASSIVE): [\(r.busy ? 1 : 0),\(r.logFrames),\(r.checkpointedFrames)]")
+                }
+                // Everything committed before the snapshot's read mark is now copied, so the shadow covers it.
                 try syncOnQueue()
                 guard let pos = cursor?.position else { throw ReplicationError(.notFound, "no generation available") }
                 return SnapshotLease(connection: s, position: pos, size: try fd.size(), fd: fd.raw, path: path)

@@ -86,7 +86,9 @@ extension Database {
             throw (error as? ReplicationError)?.wrapped("cannot init shadow wal: \(meta.walPath)") ?? error
         }
         restartProofHeader = nil
-        let seg = try shadow.writeSegment(g, index: index, offset: 0) { write in try write(header.bytes) }
+        let seg = try shadow.writeSegment(g, index: index, offset: 0) { write in
+            try header.bytes.withUnsafeBytes { try write($0) }
+        }
         let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
                              header: header, checksum: header.checksumState, lastFrame: nil)
         cursor = c
@@ -97,15 +99,18 @@ extension Database {
 
     /// Copies committed frames after the cursor into a new shadow segment (REPLICATION §6.6).
     ///
-    /// Two passes over the real WAL: the first finds the end of the last valid commit, the second streams exactly
-    /// those bytes into the segment while re-verifying the checksum chain, so memory stays bounded by one chunk and
-    /// an uncommitted tail is never copied.
+    /// Two passes over the real WAL through one reused buffer: the first finds the end of the last valid commit,
+    /// the second streams exactly those bytes into the segment while re-verifying the checksum chain, so memory
+    /// stays bounded and an uncommitted tail is never copied.
     func copyFrames() throws {
         guard var c = cursor else { return }
-        let scanner = WALScanner(header: c.header, framesPerRead: 64)
+        let scanner = WALScanner(header: c.header)
         let start = c.position.offset
+        let buffer = scanBuffer(frameSize: c.header.frameSize)
         let found: WALScanResult? = try readRealWAL { fd, _ in
-            try scanner.scan(from: start, checksum: c.checksum) { n, off in try fd.pread(count: n, at: off) }
+            try scanner.findCommittedEnd(from: start, checksum: c.checksum, buffer: buffer) { buf, off in
+                try fd.pread(into: buf, at: off)
+            }
         }
         guard let scan = found, scan.committedEnd > start else {
             markCopiedUnderGuard()
@@ -114,17 +119,23 @@ extension Database {
         let end = scan.committedEnd
         let g = c.position.generation
         do {
-            _ = try shadow.writeSegment(g, index: c.position.index, offset: start) { writeNow in
-              try withoutActuallyEscaping(writeNow) { write in
-                guard let rescan = try readRealWAL({ fd, _ in
-                    try scanner.scan(from: start, checksum: c.checksum, read: { n, off in
-                        // Only the range proven committed by the first pass is read again.
-                        off >= end ? [] : try fd.pread(count: min(n, Int(end - off)), at: off)
-                    }, onCommittedBytes: { try write(Array($0)) })
-                }), rescan.committedEnd == end, rescan.checksum == scan.checksum else {
+            _ = try shadow.writeSegment(g, index: c.position.index, offset: start) { write in
+                guard try readRealWAL({ fd, _ -> Bool in
+                    var running = c.checksum
+                    var off = start
+                    while off < end {
+                        let want = min(UInt64(buffer.count / c.header.frameSize * c.header.frameSize), end - off)
+                        let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(want)])
+                        guard try fd.pread(into: chunk, at: off) == Int(want) else { return false }
+                        let (frames, _) = scanner.verifyFrames(UnsafeRawBufferPointer(chunk), checksum: &running)
+                        guard frames * c.header.frameSize == Int(want) else { return false }
+                        try write(UnsafeRawBufferPointer(chunk))
+                        off += want
+                    }
+                    return running == scan.checksum
+                }) == true else {
                     throw ReplicationError(.io, "cannot copy to shadow wal: \(meta.walPath) changed while copying")
                 }
-              }
             }
         } catch {
             throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
@@ -136,6 +147,16 @@ extension Database {
         cursor = c
         markCopiedUnderGuard()
         publish()
+    }
+
+    /// A scratch buffer for WAL reads, allocated once per database and reused (at least 64 frames, 256 KiB).
+    func scanBuffer(frameSize: Int) -> UnsafeMutableRawBufferPointer {
+        let want = max(256 * 1024, 64 * frameSize)
+        if let b = walBuffer, b.count >= want { return b }
+        walBuffer?.deallocate()
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: want, alignment: 16)
+        walBuffer = b
+        return b
     }
 
     /// Records that the current lifetime is copied to its committed end while the read guard is held.
@@ -151,7 +172,12 @@ extension Database {
     }
 
     /// Removes other generations and shadow indexes no replica needs any more (REPLICATION §6.10).
+    ///
+    /// Skipped when nothing it depends on changed since the last run (it lists directories, and syncs are frequent).
     func clean() throws {
+        let key = CleanKey(generation: cursor?.position.generation, index: cursor?.position.index,
+                           replicaIndexes: replicaIndexes.current.values.map { $0 }.sorted { ($0 ?? 0) < ($1 ?? 0) })
+        if key == lastClean { return }
         let current = try shadow.currentGeneration()
         for name in try shadow.removeGenerations(except: current) {
             logger.debug("removed old shadow generation \(name)")
@@ -171,5 +197,6 @@ extension Database {
             try shadow.removeIndex(g, index)
             logger.debug("remove shadow index: \(g.name)/\(Hex.format(index, width: 16))")
         }
+        lastClean = key
     }
 }

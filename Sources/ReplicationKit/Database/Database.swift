@@ -42,14 +42,19 @@ public final class Database: @unchecked Sendable {
     /// the guard over without a gap.
     var restartProofHeader: WALHeader?
     var observers: [any ShadowObserver] = []
+    var lastClean: CleanKey?
+    var walBuffer: UnsafeMutableRawBufferPointer?  // scratch for WAL reads, reused by every sync
     var activeSnapshots = 0
     var closed = false
-    var syncScheduled = false
 
+    /// Whether a sync is scheduled and has not started yet.
+    let syncPending = Locked(false)
     /// Published copy of the shadow position, readable from any thread.
     let publishedPosition = Locked<WALPosition?>(nil)
     /// Smallest shadow index each replica still needs, published by the replicas (nil = unknown).
     let replicaIndexes = Locked<[ObjectIdentifier: UInt32?]>([:])
+
+    deinit { walBuffer?.deallocate() }
 
     /// Creates a tracker for the database at `path` (nothing is opened yet).
     public init(path: String, options: DatabaseOptions = DatabaseOptions(), logger: Logger) {
@@ -98,27 +103,31 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Asks for a sync after `monitorDelayInterval`; bursts of requests collapse into one sync.
+    ///
+    /// Called for every file event; while a sync is already pending it costs one uncontended lock, no thread wake-up.
     public func notifyChanged() {
-        queue.async { [self] in
-            guard !closed, !syncScheduled else { return }
-            syncScheduled = true
-            let delay = options.monitorDelayInterval
-            let run: @Sendable () -> Void = { [self] in
-                syncScheduled = false
-                guard !closed else { return }
-                do {
-                    try syncOnQueue()
-                } catch {
-                    logger.error("sync error: \(error.oneLine)")
-                    // Retry even if the application stays idle, so a transient failure never strands frames.
-                    queue.asyncAfter(deadline: .now() + 1) { [self] in if !closed { notifyChanged() } }
-                }
+        let alreadyPending = syncPending.withLock { pending in
+            defer { pending = true }
+            return pending
+        }
+        if alreadyPending { return }
+        let delay = options.monitorDelayInterval
+        let run: @Sendable () -> Void = { [self] in
+            // Cleared before the sync reads anything, so a change made during the sync schedules another one.
+            syncPending.withLock { $0 = false }
+            guard !closed else { return }
+            do {
+                try syncOnQueue()
+            } catch {
+                logger.error("sync error: \(error.oneLine)")
+                // Retry even if the application stays idle, so a transient failure never strands frames.
+                queue.asyncAfter(deadline: .now() + 1) { [self] in if !closed { notifyChanged() } }
             }
-            if delay > .zero {
-                queue.asyncAfter(deadline: .now() + delay.timeInterval, execute: run)
-            } else {
-                run()
-            }
+        }
+        if delay > .zero {
+            queue.asyncAfter(deadline: .now() + delay.timeInterval, execute: run)
+        } else {
+            queue.async(execute: run)
         }
     }
 
@@ -158,6 +167,13 @@ public final class Database: @unchecked Sendable {
         restartProofHeader = nil
         publishedPosition.withLock { $0 = nil }
     }
+}
+
+/// What the shadow cleaner's decisions depend on; it reruns only when this changes.
+struct CleanKey: Equatable {
+    var generation: Generation?
+    var index: UInt32?
+    var replicaIndexes: [UInt32?]
 }
 
 extension Duration {

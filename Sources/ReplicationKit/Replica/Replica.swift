@@ -24,6 +24,8 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     var failures = 0
     var timers: [any DispatchSourceTimer] = []
 
+    /// Whether a wake-up from the database is already on its way to `queue`.
+    let wakePending = Locked(false)
     /// The last error, or nil after a successful sync (for health reporting and tests).
     public let lastError = Locked<String?>(nil)
     /// Position known to be on the replica, readable from any thread.
@@ -68,7 +70,10 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     }
 
     /// Called by the database when the shadow WAL grew: sync after `syncInterval` (collapsing bursts).
+    ///
+    /// While a sync is already scheduled this costs one uncontended lock and no thread wake-up.
     public func shadowDidChange() {
+        if wakePending.withLock({ pending in defer { pending = true }; return pending }) { return }
         queue.async { [self] in scheduleSync(after: options.syncInterval) }
     }
 
@@ -77,6 +82,8 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
         syncScheduled = true
         queue.asyncAfter(deadline: .now() + delay.timeInterval) { [self] in
             syncScheduled = false
+            // Cleared before the sync reads the shadow, so a segment written during the sync wakes us again.
+            wakePending.withLock { $0 = false }
             runSync()
         }
     }
@@ -97,7 +104,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             lastError.withLock { $0 = error.oneLine }
             logger.error("monitor error: \(name) (\(client.location)): \(error.oneLine)")
             // Retry even when the database stays idle, so a fixed destination catches up on its own.
-            let backoff = min(30.0, options.syncInterval.timeInterval * pow(2.0, Double(min(failures, 6))))
+            let backoff = min(15.0, options.syncInterval.timeInterval * pow(2.0, Double(min(failures, 6))))
             scheduleSync(after: .milliseconds(Int64(max(backoff, 0.1) * 1000)))
         }
     }

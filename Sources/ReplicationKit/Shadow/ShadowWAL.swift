@@ -73,7 +73,7 @@ public struct ShadowWAL: Sendable {
     ///
     /// Durability is deferred: `makeDurable` fsyncs segments before a replica uploads them.
     public func writeSegment(_ g: Generation, index: UInt32, offset: UInt64,
-                             body: (_ write: ([UInt8]) throws -> Void) throws -> Void) throws -> ShadowSegment {
+                             body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> ShadowSegment {
         let dir = meta.indexDir(g, index)
         try FileSystem.makeDirectories(dir, mode: directoryMode)
         let path = meta.segmentPath(g, index, offset)

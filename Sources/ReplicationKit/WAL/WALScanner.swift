@@ -25,6 +25,67 @@ public struct WALScanner {
         self.framesPerRead = max(1, framesPerRead)
     }
 
+    /// Verifies whole frames in `bytes` against the salts and the running checksum; returns how many frames
+    /// chained correctly (stops at the first bad one) and whether the last good one is a commit frame.
+    public func verifyFrames(_ bytes: UnsafeRawBufferPointer, checksum: inout WALChecksum) -> (frames: Int, lastIsCommit: Bool) {
+        let fs = header.frameSize
+        var good = 0
+        var lastIsCommit = false
+        var base = 0
+        while base + fs <= bytes.count {
+            let fh = WALFrameHeader(bytes, at: base)
+            guard fh.salt1 == header.salt1, fh.salt2 == header.salt2 else { break }
+            var next = checksum
+            next.update(UnsafeRawBufferPointer(rebasing: bytes[base..<(base + 8)]))
+            next.update(UnsafeRawBufferPointer(rebasing: bytes[(base + walFrameHeaderSize)..<(base + fs)]))
+            guard next.s0 == fh.checksum1 && next.s1 == fh.checksum2 else { break }
+            checksum = next
+            good += 1
+            lastIsCommit = fh.isCommit
+            base += fs
+        }
+        return (good, lastIsCommit)
+    }
+
+    /// Finds the end of the last valid commit after `offset`, reading through `buffer` (reused, never reallocated).
+    ///
+    /// - Parameter read: fills the buffer with file bytes at an offset and returns the count (fewer at end of file).
+    public func findCommittedEnd(from offset: UInt64, checksum: WALChecksum, buffer: UnsafeMutableRawBufferPointer,
+                                 read: (UnsafeMutableRawBufferPointer, UInt64) throws -> Int) throws -> WALScanResult {
+        let fs = header.frameSize
+        let perRead = max(1, buffer.count / fs)
+        precondition(buffer.count >= fs, "scan buffer smaller than one frame")
+        var result = WALScanResult(committedEnd: offset, checksum: checksum, lastCommitFrame: nil, committedFrames: 0)
+        var running = checksum
+        var cursor = offset
+        var framesSinceCommit = 0
+        while true {
+            let want = perRead * fs
+            let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), cursor)
+            let whole = n / fs
+            if whole == 0 { break }
+            var i = 0
+            var stop = false
+            while i < whole {
+                let frame = UnsafeRawBufferPointer(rebasing: buffer[(i * fs)..<((i + 1) * fs)])
+                let (ok, isCommit) = verifyFrames(frame, checksum: &running)
+                if ok == 0 { stop = true; break }
+                cursor += UInt64(fs)
+                framesSinceCommit += 1
+                if isCommit {
+                    result.committedEnd = cursor
+                    result.checksum = running
+                    result.committedFrames += framesSinceCommit
+                    framesSinceCommit = 0
+                    result.lastCommitFrame = Array(frame)
+                }
+                i += 1
+            }
+            if stop || whole < perRead { break }
+        }
+        return result
+    }
+
     /// Scans frames starting at `offset` with running checksum `checksum` until the valid WAL ends.
     ///
     /// - Parameters:

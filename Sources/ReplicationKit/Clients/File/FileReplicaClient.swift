@@ -63,10 +63,12 @@ public final class FileReplicaClient: ReplicaClient {
             let path = dir + "/" + name
             guard let info = try FileSystem.info(path) else { continue }
             if info.isDirectory {
-                // v0.4: an index directory holding `<offset>.wal.lz4` files (lenient hex, as upstream).
-                guard let index = Hex.parse(Substring(name)), index <= UInt64(maxWALIndex) else { continue }
+                // v0.4: an index directory holding `<offset>.wal.lz4` files. Only the 16-digit names we (and
+                // upstream) write are listed, so every listed segment can be opened and deleted by its name.
+                guard let index = Hex.parseStrict(Substring(name), width: 16), index <= UInt64(maxWALIndex) else { continue }
                 for file in try FileSystem.list(path) {
-                    guard let offset = ReplicaPaths.parseV04OffsetName(file),
+                    guard file.utf8.count == 16 + ".wal.lz4".utf8.count,
+                          let offset = ReplicaPaths.parseV04OffsetName(file),
                           let fi = try FileSystem.info(path + "/" + file), !fi.isDirectory else { continue }
                     out.append(WALSegmentInfo(generation: generation, index: UInt32(index), offset: offset,
                                               size: fi.size, createdAt: fi.modified, layout: .v04))
