@@ -285,7 +285,7 @@ struct DatabaseSyncTests {
         #expect(try env.restoredRows() == env.appRows())
     }
 
-    @Test(.bug(id: "unit-checkpoint-off-queue", "Database.checkpoint(_:) does not run on the database queue"))
+    @Test("Database.checkpoint(_:) runs on the database queue")
     func publicCheckpointIsSerializedWithSyncs() throws {
         let env = try DBTestEnv()
         let db = try env.open()
@@ -297,9 +297,7 @@ struct DatabaseSyncTests {
         }
         while !started.current { usleep(1000) }
         try db.checkpoint(.passive)
-        withKnownIssue("checkpoint(_:) touches queue-confined state from the caller's thread") {
-            #expect(finished.current, "checkpoint ran while another job held the database queue")
-        }
+        #expect(finished.current, "checkpoint ran while another job held the database queue")
         db.queue.sync {}
     }
 

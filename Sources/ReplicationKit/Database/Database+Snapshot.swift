@@ -47,11 +47,12 @@ extension Database {
             activeSnapshots += 1
             do {
                 try syncOnQueue()
-                // As upstream, flush what can be flushed first: above all, a database created in WAL mode may
-                // still be a 0-byte file, and SQLite ignores (and deletes) a WAL next to an empty database, so
-                // such a snapshot could not be restored. The checkpoint cannot write anything newer than the
-                // shadow WAL holds: our read guard began before the copy just made, and limits it.
-                if let w = writeConnection, let r = try? w.checkpoint(.passive) {
+                // A database created in WAL mode may still be a 0-byte file, and SQLite ignores (and deletes) a
+                // WAL next to an empty database, so such a snapshot could not be restored: checkpoint first.
+                // Only then (upstream always does it): a complete checkpoint lets the WAL restart as soon as our
+                // guard is gone, which costs a new generation at our next start. The checkpoint cannot write
+                // anything newer than the shadow WAL holds: our read guard began before the copy just made.
+                if try fd.size() < UInt64(pageSize), let w = writeConnection, let r = try? w.checkpoint(.passive) {
                     logger.debug("pre-snapshot checkpoint(PASSIVE): [\(r.busy ? 1 : 0),\(r.logFrames),\(r.checkpointedFrames)]")
                 }
                 // Everything committed before the snapshot's read mark is now copied, so the shadow covers it.
