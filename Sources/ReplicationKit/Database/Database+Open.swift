@@ -67,6 +67,8 @@ extension Database {
     /// connection begins its read transaction before the current one ends, then the two swap roles.
     func refreshReadLock() throws {
         guard let current = readConnection, let spare = spareReadConnection else { return }
+        // A spare still in a transaction is left over from a hand-over that failed half-way; `current` holds.
+        if spare.inTransaction { try? spare.exec("ROLLBACK;") }
         do {
             try beginRead(spare)
             try current.exec("ROLLBACK;")

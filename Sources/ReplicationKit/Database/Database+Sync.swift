@@ -12,9 +12,13 @@ extension Database {
         try openIfNeeded()
         guard readConnection != nil else { return }
         do {
-            // A lost read guard (a failed re-acquire after a checkpoint) is taken again here, and the
-            // continuity check below then proves nothing was lost meanwhile, or starts a new generation.
-            try acquireReadLock()
+            // Move the read guard to the newest snapshot before copying, on every sync: its mark then trails the
+            // WAL by one sync at most, so the application's own checkpoints (even TRUNCATE, which waits for
+            // every reader) go through within milliseconds instead of timing out on us. The hand-over has no gap,
+            // and the copy below covers everything up to the new mark, so the guard keeps proving that no WAL
+            // restart can lose a frame. A lost guard is taken again here, and the continuity check then proves
+            // nothing was lost meanwhile, or starts a new generation.
+            if readConnection?.inTransaction == true { try refreshReadLock() } else { try acquireReadLock() }
             if cursor == nil, try shadow.currentGeneration() != nil { try recoverCursor(checkHeader: false) }
             try ensureWALExists()
             try verifyAndCopy()
