@@ -12,7 +12,12 @@ extension ReplicationIntegrationTests {
             let db = sb.path("app.db"), replica = sb.url("replica"), out = sb.path("restored.db")
             try H.runWriter(db, count: 1)  // creates the database (WAL mode) before the launcher starts
             let launcher = try H.startReplicate(sb, [db, replica], log: "launcher.log")
+            let started = Date()
             try H.runWriter(db, rate: rate, count: count, checkpointEvery: checkpointEvery, timeout: 240)
+            let elapsed = Date().timeIntervalSince(started)
+            // Nominal time is count/rate (10 s); 120 s leaves room for a noisy machine but not for checkpoints
+            // that each wait out the writer's 5 s busy timeout behind the launcher's read lock.
+            #expect(elapsed < 120, "example-writer took \(Int(elapsed)) s for \(count) transactions at \(rate)/s")
             let status = H.stop(launcher)
             #expect(status == 0, "launcher replicate should exit 0 after SIGTERM:\n\(H.tail(launcher.output))")
 
@@ -33,10 +38,9 @@ extension ReplicationIntegrationTests {
         @Test func roundTripWithApplicationCheckpoints() throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
-            // Each -checkpoint-every TRUNCATE checkpoint of the writer waits out its 5 s busy timeout while the
-            // launcher holds its long-running read lock (REPLICATION.md §6.1 step 8), so fewer transactions
-            // than in the plain round trip keep the runtime reasonable: 8 checkpoints, ~45 s.
-            try roundTrip(sb, count: 2400, rate: 1000, checkpointEvery: 300)
+            // The writer's TRUNCATE checkpoints (33 of them) must neither break replication nor be starved by the
+            // launcher's read guard (a starved checkpoint waits out the writer's 5 s busy timeout: 33 x 5 s).
+            try roundTrip(sb, count: 10_000, rate: 1000, checkpointEvery: 300)
         }
 
         /// `kill -9` of the launcher mid-load, restart on the same DB and replica while the writer continues.
