@@ -7,6 +7,8 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         case corrupt
         case io
         case sqlite
+        /// SQLite reported SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock; retrying may succeed.
+        case busy
         case config
         case conflict
         case cancelled

@@ -55,7 +55,13 @@ public final class Replicator: @unchecked Sendable {
         for e in entries {
             let db = e.database
             try w.watch(databasePath: db.path) { db.notifyChanged() }
-            try db.start()
+            do {
+                try db.start()
+            } catch let e as ReplicationError where e.code == .busy {
+                // The application holds a lock longer than our busy timeout: not a configuration error, retry.
+                logger.warning("\(db.path): database busy at startup, retrying: \(e.message)")
+                db.notifyChanged()
+            }
             for r in e.replicas {
                 logger.info("replicating to: name=\"\(r.name)\" type=\"\(r.client.type)\" path=\"\(r.client.location)\"")
                 r.start()

@@ -68,7 +68,9 @@ public final class SQLiteConnection {
 
     private func error(_ rc: Int32, _ context: String) -> ReplicationError {
         let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
-        return ReplicationError(.sqlite, "\(context) \(path): \(msg)")
+        let primary = rc & 0xff
+        let code: ReplicationError.Code = (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) ? .busy : .sqlite
+        return ReplicationError(code, "\(context) \(path): \(msg)")
     }
 
     /// The primary result code of the last failure, for callers that branch on SQLITE_BUSY.
