@@ -49,6 +49,8 @@ public final class Database: @unchecked Sendable {
 
     /// Whether a sync is scheduled and has not started yet.
     let syncPending = Locked(false)
+    /// The batching delay in force (see `DatabaseOptions.maxMonitorDelayInterval`).
+    let currentDelay: Locked<Duration>
     /// Published copy of the shadow position, readable from any thread.
     let publishedPosition = Locked<WALPosition?>(nil)
     /// Smallest shadow index each replica still needs, published by the replicas (nil = unknown).
@@ -66,6 +68,7 @@ public final class Database: @unchecked Sendable {
         l[metadataKey: "db"] = "\(path)"
         self.logger = l
         self.queue = DispatchQueue(label: "launcher.db.\(path)")
+        self.currentDelay = Locked(options.monitorDelayInterval)
     }
 
     /// Runs `body` on the database queue and returns its result.
@@ -111,13 +114,15 @@ public final class Database: @unchecked Sendable {
             return pending
         }
         if alreadyPending { return }
-        let delay = options.monitorDelayInterval
+        let delay = currentDelay.current
         let run: @Sendable () -> Void = { [self] in
             // Cleared before the sync reads anything, so a change made during the sync schedules another one.
             syncPending.withLock { $0 = false }
             guard !closed else { return }
             do {
+                let before = cursor?.position
                 try syncOnQueue()
+                adaptDelay(copied: cursor?.position != before)
             } catch {
                 logger.error("sync error: \(error.oneLine)")
                 // Retry even if the application stays idle, so a transient failure never strands frames.
@@ -128,6 +133,15 @@ public final class Database: @unchecked Sendable {
             queue.asyncAfter(deadline: .now() + delay.timeInterval, execute: run)
         } else {
             queue.async(execute: run)
+        }
+    }
+
+    /// Doubles the batching delay while syncs keep finding new frames, back to the minimum after an idle one.
+    private func adaptDelay(copied: Bool) {
+        let minimum = options.monitorDelayInterval
+        let maximum = max(options.maxMonitorDelayInterval, minimum)
+        currentDelay.withLock { d in
+            d = copied ? min(max(d * 2, .milliseconds(1)), maximum) : minimum
         }
     }
 

@@ -2,6 +2,11 @@
 public struct DatabaseOptions: Sendable {
     /// Wait after a change notification before syncing, to batch transactions.
     public var monitorDelayInterval: Duration = .milliseconds(10)
+    /// Longest wait under sustained writes: while every sync finds new frames the wait doubles up to this,
+    /// and falls back to `monitorDelayInterval` after a sync that found nothing. Nothing is at risk meanwhile
+    /// (the read guard keeps every frame in the WAL until it is copied); it only saves work. Set it equal to
+    /// `monitorDelayInterval` for a fixed delay.
+    public var maxMonitorDelayInterval: Duration = .milliseconds(250)
     /// Checkpoint when the database file has not changed for this long and the WAL holds more than one frame; 0 disables.
     public var checkpointInterval: Duration = .seconds(60)
     /// WAL size in pages at which a PASSIVE checkpoint is attempted (must be > 0).

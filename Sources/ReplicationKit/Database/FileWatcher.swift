@@ -20,6 +20,8 @@ public final class FileWatcher: @unchecked Sendable {
     private var stopped = false
     private var thread: Thread?
     private let logger: Logger
+    /// Pause after handling a batch of events, in microseconds.
+    static let coalescePause: UInt32 = 5_000
 
     /// Creates the watcher and starts its thread.
     public init(logger: Logger) throws {
@@ -99,6 +101,10 @@ public final class FileWatcher: @unchecked Sendable {
             let n = buf.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
             if n <= 0 { continue }
             dispatch(events: buf, count: n)
+            // Let a burst of events queue up in the kernel (which merges repeats) instead of waking for each write
+            // of a busy database. Syncs are batched for at least `monitor-delay-interval` anyway, so a pause shorter
+            // than that delays nothing.
+            usleep(Self.coalescePause)
         }
     }
 
