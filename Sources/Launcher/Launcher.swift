@@ -10,11 +10,14 @@ let launcherVersion = "0.1.0"
 @main
 struct Launcher {
     static func main() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        // `replicate` (and `launcher -exec ...`, `launcher [flags] -- app`) collects its signals with sigwaitinfo:
+        // block them now, before any thread exists, so that every thread inherits the mask.
+        if ReplicateCommand.handles(args) { SupervisorSignals.blockForSupervision() }
         LoggingSystem.bootstrap { label in StdoutLogHandler(label: label) }
         // liblz4 allocates block-sized (4 MiB) buffers for every frame it decodes; serve them from the heap and
         // keep freed memory, instead of an mmap/munmap pair and fresh page faults for every shadow segment.
         launcher_tune_malloc()
-        let args = Array(CommandLine.arguments.dropFirst())
         let code = run(args)
         exit(code)
     }

@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import ReplicationKit
 
-/// `launcher replicate [flags] [DB_PATH REPLICA_URL...]`: replicate until SIGINT/SIGTERM, then final sync.
+/// `launcher replicate [flags] [DB_PATH REPLICA_URL...] [-- PROGRAM ARGS...]`: replicate, optionally as the
+/// supervisor of an app (`-exec`, `exec:` or the argv after `--`), and end with a final sync.
 enum ReplicateCommand {
     static let usage = """
     The replicate command starts a server to monitor & replicate databases.
@@ -10,21 +11,49 @@ enum ReplicateCommand {
     replicate a single database file by specifying its path and its replicas in the
     command line arguments.
 
+    With -exec (or exec: in the config, or a command after --) the launcher restores
+    missing databases, opens them, then runs the command as its child: signals are
+    relayed to it, orphans are reaped, and when it exits a final sync runs and the
+    launcher exits with the child's status (128+N if signal N killed it, 127 if the
+    program was not found, 126 if it could not be executed; non-zero if the final
+    sync failed).
+
     Usage:
 
     \tlauncher replicate [arguments]
 
     \tlauncher replicate [arguments] DB_PATH REPLICA_URL [REPLICA_URL...]
 
+    \tlauncher [arguments] -- PROGRAM [ARGS...]
+
     Arguments:
     """
+
+    /// Whether `Launcher.run` sends `args` here; `main` then sets up the supervision signal mask first.
+    static func handles(_ args: [String]) -> Bool {
+        guard let first = args.first else { return false }
+        if first == "replicate" { return true }
+        switch first {
+        case "-h", "-help", "--help", "-version", "--version": return false
+        default: return first.hasPrefix("-")
+        }
+    }
 
     static func run(_ args: [String]) throws -> Int32 {
         var fs = GoFlagSet(name: "replicate")
         ConfigFlags.add(to: &fs)
         fs.string("exec", usage: "Executes a subcommand. Replication stops when the subcommand exits.")
         fs.string("addr", usage: "HTTP bind address (host:port) for metrics and live read replication.")
-        let flags = try parseFlags(fs, args, usage: usage)
+        fs.custom("shutdown-timeout", default: "10s",
+                  usage: "Deadline for the final sync once the subcommand has exited, a Go `duration`\n(without -exec: no deadline unless given).") {
+            guard let d = try? GoDuration.parse($0) else { return "parse error" }
+            return d > .zero ? nil : "must be positive"
+        }
+        fs.bool("no-restore", usage: "Do not restore missing databases from their replicas before -exec.")
+
+        // `--` ends the flags; what follows is the child's argv, taken verbatim (no shell-word parsing).
+        let (flagArgs, argvCommand) = splitAtDoubleDash(args)
+        let flags = try parseFlags(fs, flagArgs, usage: usage)
         let pos = flags.positionals
 
         var config: Configuration
@@ -47,26 +76,29 @@ enum ReplicateCommand {
             config = try ConfigLocator.load(explicit: flags.string("config"), expandEnv: !flags.bool("no-expand-env"),
                                             required: true)
         }
-        if !flags.string("exec").isEmpty { config.exec = flags.string("exec") }
         if !flags.string("addr").isEmpty { config.addr = flags.string("addr") }
-        if let e = config.exec, !e.isEmpty {
-            throw ReplicationError(.invalidInput, "-exec is not supported by this build yet (cannot run \"\(e)\")")
-        }
         if let a = config.addr, !a.isEmpty {
             throw ReplicationError(.invalidInput, "-addr is not supported by this build yet (cannot listen on \"\(a)\")")
         }
+        let command = try childCommand(flags: flags, argv: argvCommand, config: config)
+        // With a child the final sync must fit in the orchestrator's stop grace period (Docker: 10 s); a plain
+        // `replicate` keeps upstream's unbounded final sync unless a deadline is asked for.
+        let shutdownTimeout: Duration? = command != nil || flags.isSet("shutdown-timeout")
+            ? (try? GoDuration.parse(flags.string("shutdown-timeout"))) ?? .seconds(10) : nil
+        if command != nil { try StartupPreparation.checkDirectories(config) }
 
-        // Block the shutdown signals before any thread exists, so every thread inherits the mask and the
-        // main thread alone receives them through sigwait.
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGINT)
-        sigaddset(&set, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &set, nil)
+        // Normally done by `main` before anything else; repeated here (idempotent) for direct callers. No thread
+        // exists yet: the restore workers, dispatch queues and the inotify thread all start below.
+        SupervisorSignals.blockForSupervision()
 
         let logger = Logger(label: "launcher")
         logger.info("litestream-compatible launcher \(launcherVersion)")
+        // Built first: it validates the databases and replicas (opening nothing), so a bad config fails before
+        // any restore.
         let replicator = try Replicator(config: config, logger: logger)
+        if command != nil {
+            try StartupPreparation.prepareDatabases(config, restore: !flags.bool("no-restore"), logger: logger)
+        }
         do {
             try replicator.start()
         } catch {
@@ -75,12 +107,44 @@ enum ReplicateCommand {
         }
         logger.info("litestream initialization complete")
 
-        var sig: Int32 = 0
-        sigwait(&set, &sig)
-        logger.info("signal received, litestream shutting down")
-        let failures = replicator.shutdown()
-        for f in failures { logger.error("\(f)") }
-        logger.info("litestream shut down")
-        return failures.isEmpty ? 0 : 1
+        var environment: [(name: String, value: String)] = []
+        if let first = config.dbs.first { environment.append(("LITESTREAM_DB_PATH", first.path)) }
+        let supervisor = Supervisor(replicator: replicator, logger: logger, shutdownTimeout: shutdownTimeout,
+                                    supervisesChild: command != nil)
+        return supervisor.run(command: command, environment: environment)
+    }
+
+    /// Splits `args` at the first `--`: the flags and positionals before it, and the argv after it (nil without `--`).
+    static func splitAtDoubleDash(_ args: [String]) -> (flags: [String], argv: [String]?) {
+        guard let i = args.firstIndex(of: "--") else { return (args, nil) }
+        return (Array(args[..<i]), Array(args[(i + 1)...]))
+    }
+
+    /// The child's argv from `-- argv`, `-exec` or the config's `exec:` (in that precedence); nil without one.
+    static func childCommand(flags: ParsedFlags, argv: [String]?, config: Configuration) throws -> [String]? {
+        if let argv {
+            if flags.isSet("exec") {
+                throw ReplicationError(.invalidInput, "cannot use -exec together with a command after --")
+            }
+            guard let program = argv.first, !program.isEmpty else {
+                throw ReplicationError(.invalidInput, "cannot parse exec command: empty command after --")
+            }
+            return argv
+        }
+        let line: String
+        if flags.isSet("exec") {
+            line = flags.string("exec")
+        } else if let e = config.exec, !e.isEmpty {
+            line = e
+        } else {
+            return nil
+        }
+        do {
+            let words = try ShellWords.command(line)
+            if words[0].isEmpty { throw ShellWords.ParseError.empty }
+            return words
+        } catch {
+            throw ReplicationError(.invalidInput, "cannot parse exec command: \(error)")
+        }
     }
 }

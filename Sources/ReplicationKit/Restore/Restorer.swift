@@ -132,9 +132,10 @@ public enum Restorer {
             parallelism: parallelism < 1 ? 8 : parallelism)
         var renamed = false
         do {
+            // WAL downloads run while the snapshot is decompressed.
+            downloader?.start()
             let pageSize = try restoreSnapshot(plan, client: client, tmp: tmp, logger: logger)
             if let downloader {
-                downloader.start()
                 var planned = plan.walIndexes.makeIterator()
                 while true {
                     let item: (index: UInt32, path: String)?
@@ -156,6 +157,10 @@ public enum Restorer {
             try WALApplier.verifyDatabase(tmp, output: out)
             try FileSystem.remove(tmp + "-wal")
             try FileSystem.remove(tmp + "-shm")
+            // One fsync before the rename (SQLite's checkpoints have usually synced it already).
+            let finalFD = try FileDescriptor.openForReading(tmp)
+            try finalFD.sync()
+            try finalFD.close()
             logger.info("renaming database from temporary location")
             try RestoreFiles.renameNoReplace(tmp, to: out)
             renamed = true
@@ -184,7 +189,7 @@ public enum Restorer {
         }
     }
 
-    /// Decompresses the snapshot into `tmp` (fsynced) and returns the database page size from its header.
+    /// Decompresses the snapshot into `tmp` and returns the database page size from its header.
     private static func restoreSnapshot(_ plan: RestorePlan, client: any ReplicaClient, tmp: String,
                                         logger: Logger) throws -> Int {
         logger.info("restoring snapshot \(plan.generation.name)/\(Hex.format(plan.snapshot.index, width: 16)) to \(tmp)")
@@ -195,8 +200,7 @@ public enum Restorer {
             let source = try client.openSnapshot(plan.snapshot)
             defer { source.close() }
             _ = try RestoreFiles.decompress(source, to: fd)
-            try fd.sync()
-            try fd.close()
+            try fd.close()  // fsynced once, before the final rename
             let reader = try FileDescriptor.openForReading(tmp)
             defer { try? reader.close() }
             return try WALFileVerifier.databasePageSize(header: try reader.pread(count: WALFileVerifier.databaseHeaderSize, at: 0))

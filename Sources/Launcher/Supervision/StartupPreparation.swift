@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+import ReplicationKit
+
+/// What happens before the databases are opened in the `-exec` workflow: check the directories, then restore
+/// every missing database from the newest backup across its replicas, or start it empty on first boot.
+enum StartupPreparation {
+    /// Fails when a database's directory does not exist (the app could not create its database there).
+    static func checkDirectories(_ config: Configuration) throws {
+        for db in config.dbs {
+            let dir = (db.path as NSString).deletingLastPathComponent
+            guard let info = try? FileSystem.info(dir), info.isDirectory else {
+                throw ReplicationError(.config, "database directory does not exist: \(dir) (database \(db.path))")
+            }
+        }
+    }
+
+    /// For every database missing locally: restore it (what `restore -if-db-not-exists -if-replica-exists` does),
+    /// or, with no backup anywhere or with `restore` off, create an empty WAL-mode database and say so.
+    ///
+    /// Blocks (restore downloads in parallel on its own threads); call it from the main thread.
+    static func prepareDatabases(_ config: Configuration, restore: Bool, logger: Logger) throws {
+        for db in config.dbs {
+            if FileSystem.exists(db.path) {
+                logger.info("database exists, no restore needed: \(db.path)")
+                continue
+            }
+            if restore && !db.replicas.isEmpty {
+                if try restoreFromReplicas(db, logger: logger) { continue }
+                logger.info("first boot: no backup of \(db.path) on any replica; starting with an empty database")
+            } else if restore {
+                logger.info("first boot: \(db.path) has no replicas to restore from; starting with an empty database")
+            } else {
+                logger.info("restore disabled by -no-restore: starting \(db.path) with an empty database")
+            }
+            try createEmptyDatabase(db.path, logger: logger)
+        }
+    }
+
+    /// Restores `db` from whichever replica holds the newest data; false when no replica has a backup.
+    private static func restoreFromReplicas(_ db: DatabaseConfig, logger: Logger) throws -> Bool {
+        let replicas: [(name: String, client: any ReplicaClient)] = try db.replicas.map {
+            ($0.name, try ReplicaClientFactory.make($0))
+        }
+        logger.info("database missing, restoring from replicas: \(db.path)")
+        do {
+            let choice = try Restorer.restore(replicas: replicas, options: RestoreOptions(outputPath: db.path),
+                                              logger: logger)
+            logger.info("restored \(db.path) from replica \"\(choice.name)\" generation \(choice.plan.generation.name) index \(choice.plan.targetIndex)")
+            return true
+        } catch where RestorePlanner.isNoMatchingBackups(error) {
+            return false
+        } catch {
+            throw ReplicationError(.io, "cannot restore \(db.path): \(error.oneLine)")
+        }
+    }
+
+    /// Creates an empty database in WAL mode, after removing journal files left without their database (a stale
+    /// WAL would otherwise be replayed into the new file).
+    private static func createEmptyDatabase(_ path: String, logger: Logger) throws {
+        for suffix in ["-wal", "-shm", "-journal"] where FileSystem.exists(path + suffix) {
+            logger.warning("removing \(path + suffix): its database does not exist")
+            try FileSystem.remove(path + suffix)
+        }
+        let connection = try SQLiteConnection(path: path, create: true)
+        defer { connection.close() }
+        _ = try connection.queryText("PRAGMA journal_mode = wal;")
+    }
+}
