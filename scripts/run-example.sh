@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: example-writer writes a database while `launcher replicate` streams it to a
-# local file replica; then the replica is restored and compared with the source.
+# The main job: the launcher wraps an example app (example-writer) with -exec, replicating its
+# database to a local file replica; when the app exits the launcher runs a final sync and exits with
+# the app's status. Then the replica is restored and compared with the source.
 # Usage: scripts/run-example.sh [SECONDS]   (default 20; the work directory is ./example-run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,20 +16,16 @@ rm -rf "$work" && mkdir -p "$work"
 db=$work/app.db
 replica=file://$work/replica
 
-echo "== launcher replicate $db $replica"
-"$bin/launcher" replicate "$db" "$replica" > "$work/launcher.log" 2>&1 &
-launcher_pid=$!
-trap 'kill $launcher_pid 2>/dev/null || true' EXIT
-
-echo "== example-writer: 50 transactions/s for ${seconds}s"
-"$bin/example-writer" "$db" -rate 50 -count $((seconds * 50)) | tail -n 1
-
-echo "== stopping the launcher (SIGTERM: final sync, then exit)"
-kill -TERM $launcher_pid
-wait $launcher_pid
-trap - EXIT
-echo "-- launcher log (last lines):"
+echo "== launcher -exec \"example-writer -rate 50 -count $((seconds * 50))\" $db $replica"
+echo "   (the app writes 50 transactions/s for ${seconds}s to \$LITESTREAM_DB_PATH)"
+set +e
+"$bin/launcher" replicate -exec "$bin/example-writer -rate 50 -count $((seconds * 50))" "$db" "$replica" \
+  > "$work/launcher.log" 2>&1
+status=$?
+set -e
+echo "-- launcher exited with status $status (the app's); last log lines:"
 tail -n 8 "$work/launcher.log"
+[ "$status" -eq 0 ] || { echo "the launcher or the app failed"; exit 1; }
 
 echo "== replica contents"
 "$bin/launcher" generations "$replica"

@@ -1,6 +1,7 @@
 // example-writer: a tiny app that writes to a WAL-mode SQLite database at a steady rate,
 // to watch `launcher replicate` at work. Usage:
-//   example-writer DB_PATH [-rate TX_PER_SECOND] [-count N] [-checkpoint-every N]
+//   example-writer [DB_PATH] [-rate TX_PER_SECOND] [-count N] [-checkpoint-every N]
+// Without DB_PATH it writes to $LITESTREAM_DB_PATH, which `launcher -exec` sets for its child.
 import CSQLite
 import Foundation
 
@@ -24,6 +25,7 @@ func parse() -> Options? {
             o.path = a
         }
     }
+    if o.path.isEmpty { o.path = ProcessInfo.processInfo.environment["LITESTREAM_DB_PATH"] ?? "" }
     return o.path.isEmpty ? nil : o
 }
 
@@ -36,7 +38,7 @@ func check(_ rc: Int32, _ db: OpaquePointer?, _ what: String) {
 }
 
 guard let opts = parse() else {
-    FileHandle.standardError.write(Data("usage: example-writer DB_PATH [-rate TX_PER_SECOND] [-count N] [-checkpoint-every N]\n".utf8))
+    FileHandle.standardError.write(Data("usage: example-writer [DB_PATH] [-rate TX_PER_SECOND] [-count N] [-checkpoint-every N]\n(DB_PATH defaults to $LITESTREAM_DB_PATH)\n".utf8))
     exit(2)
 }
 var db: OpaquePointer?
