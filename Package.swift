@@ -30,7 +30,7 @@ let package = Package(
         .target(
             name: "ReplicationKit",
             dependencies: [
-                "CSQLite", "CLZ4",
+                "CSQLite", "CLZ4", "CCurl", "CCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],

@@ -6,4 +6,11 @@ static inline CURLcode rk_curl_setopt_long(CURL *_Nonnull h, CURLoption o, long 
 static inline CURLcode rk_curl_setopt_string(CURL *_Nonnull h, CURLoption o, const char *_Nullable v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode rk_curl_setopt_pointer(CURL *_Nonnull h, CURLoption o, void *_Nullable v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode rk_curl_getinfo_long(CURL *_Nonnull h, CURLINFO i, long *_Nonnull v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode rk_curl_setopt_off(CURL *_Nonnull h, CURLoption o, curl_off_t v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode rk_curl_setopt_slist(CURL *_Nonnull h, CURLoption o, struct curl_slist *_Nullable v) { return curl_easy_setopt(h, o, v); }
+/* Data callbacks: size_t cb(char *ptr, size_t size, size_t nmemb, void *userdata). */
+typedef size_t (*rk_curl_data_callback)(char *_Nonnull ptr, size_t size, size_t nmemb, void *_Nullable userdata);
+static inline CURLcode rk_curl_setopt_write_function(CURL *_Nonnull h, rk_curl_data_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cb); }
+static inline CURLcode rk_curl_setopt_header_function(CURL *_Nonnull h, rk_curl_data_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb); }
+static inline CURLcode rk_curl_setopt_read_function(CURL *_Nonnull h, rk_curl_data_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_READFUNCTION, cb); }
 #endif

