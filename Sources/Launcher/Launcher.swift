@@ -24,6 +24,7 @@ struct Launcher {
 
     /// Runs the command line `args` (without the program name) and returns the exit status.
     static func run(_ args: [String]) -> Int32 {
+        mapCredentialEnvironment()
         guard let first = args.first else {
             say(usage)
             return 1
@@ -61,6 +62,16 @@ struct Launcher {
         } catch {
             say(error.oneLine)
             return 1
+        }
+    }
+
+    /// Upstream's credential mapping (INTERFACES §2.7), done before any command: `LITESTREAM_ACCESS_KEY_ID` and
+    /// `LITESTREAM_SECRET_ACCESS_KEY` are copied to `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` when those are not
+    /// set at all. It changes the process environment, so an `-exec` child sees the AWS names too.
+    static func mapCredentialEnvironment() {
+        for (from, to) in [("LITESTREAM_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+                           ("LITESTREAM_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")] {
+            if let value = getenv(from), getenv(to) == nil { setenv(to, value, 0) }
         }
     }
 
