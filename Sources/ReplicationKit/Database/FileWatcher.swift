@@ -115,7 +115,14 @@ public final class FileWatcher: @unchecked Sendable {
             let headerSize = MemoryLayout<inotify_event>.size
             while off + headerSize <= n {
                 let wd = raw.loadUnaligned(fromByteOffset: off, as: Int32.self)
+                let mask = raw.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)
                 let len = Int(raw.loadUnaligned(fromByteOffset: off + 12, as: UInt32.self))
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                    // The kernel dropped events: any database may have changed, so every one syncs.
+                    lock.lock()
+                    for (w, entries) in watches { toCall[w, default: []].formUnion(entries.indices) }
+                    lock.unlock()
+                }
                 let nameStart = off + headerSize
                 var name = ""
                 if len > 0, nameStart + len <= n {

@@ -4,7 +4,7 @@ import CCrypto
 ///
 /// The corresponding C functions are `EVP_DigestInit_ex`, `EVP_DigestUpdate`, `EVP_DigestFinal_ex` and `HMAC`
 /// (https://www.openssl.org/docs/man3.0/man3/EVP_DigestInit.html).
-struct Digest: ~Copyable {
+final class Digest {
     /// Which algorithm a digest computes.
     enum Algorithm { case sha256, md5 }
 
@@ -21,16 +21,16 @@ struct Digest: ~Copyable {
     deinit { EVP_MD_CTX_free(ctx) }
 
     /// Adds bytes to the digest.
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    func update(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
         precondition(EVP_DigestUpdate(ctx, bytes.baseAddress, bytes.count) == 1, "EVP_DigestUpdate failed")
     }
 
     /// Adds bytes to the digest.
-    mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+    func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
-    /// Ends the digest and returns it.
-    consuming func finish() -> [UInt8] {
+    /// Ends the digest and returns it; call once.
+    func finish() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var n: UInt32 = 0
         precondition(EVP_DigestFinal_ex(ctx, &out, &n) == 1, "EVP_DigestFinal_ex failed")
@@ -39,7 +39,7 @@ struct Digest: ~Copyable {
 
     /// SHA-256 of `bytes`.
     static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        var d = Digest(.sha256)
+        let d = Digest(.sha256)
         d.update(bytes)
         return d.finish()
     }
@@ -49,7 +49,7 @@ struct Digest: ~Copyable {
 
     /// MD5 of `bytes` (only for S3's `Content-MD5` integrity header).
     static func md5(_ bytes: [UInt8]) -> [UInt8] {
-        var d = Digest(.md5)
+        let d = Digest(.md5)
         d.update(bytes)
         return d.finish()
     }
