@@ -38,6 +38,22 @@ public final class LZ4FrameDecoder {
         input.deallocate()
     }
 
+    /// Decodes everything, handing each decompressed chunk to `body` in order; returns the total byte count.
+    ///
+    /// One bounded buffer (`bufferSize`) is reused, so memory does not grow with the object.
+    @discardableResult
+    public func forEachChunk(bufferSize: Int = 64 * 1024, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var total: UInt64 = 0
+        while true {
+            let n = try read(into: buffer)
+            if n == 0 { return total }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            total += UInt64(n)
+        }
+    }
+
     /// Fills `buffer` with decompressed bytes; returns the count, 0 at the end of the data. Throws LZ4Error on corrupt/truncated input.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if let failure { throw failure }

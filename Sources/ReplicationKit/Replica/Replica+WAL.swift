@@ -17,15 +17,7 @@ extension Replica {
     func decompressedLength(_ open: () throws -> any ByteSource) throws -> UInt64 {
         let src = try open()
         defer { src.close() }
-        let dec = try LZ4FrameDecoder { try src.read(into: $0) }
-        var total: UInt64 = 0
-        var buf = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = try buf.withUnsafeMutableBytes { try dec.read(into: $0) }
-            if n == 0 { break }
-            total += UInt64(n)
-        }
-        return total
+        return try LZ4FrameDecoder { try src.read(into: $0) }.forEachChunk { _ in }
     }
 
     /// Uploads shadow segments from the replica position on, one replica object per WAL index.

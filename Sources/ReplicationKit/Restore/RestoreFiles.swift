@@ -20,16 +20,7 @@ enum RestoreFiles {
             if isCancelled() { throw RestoreFiles.cancelled }
             return try source.read(into: buffer)
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
-        defer { buffer.deallocate() }
-        var total: UInt64 = 0
-        while true {
-            let n = try decoder.read(into: buffer)
-            if n == 0 { break }
-            try fd.writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            total += UInt64(n)
-        }
-        return total
+        return try decoder.forEachChunk(bufferSize: bufferSize) { try fd.writeAll($0) }
     }
 
     /// Turns any error into a ReplicationError whose message is prefixed by `context` (LZ4 errors count as corrupt data).

@@ -113,14 +113,8 @@ public struct ShadowWAL: Sendable {
 
     /// Decompresses a whole segment (segments are bounded by the WAL size).
     public func readSegment(_ s: ShadowSegment) throws -> [UInt8] {
-        let decoder = try openSegment(s)
         var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = try buf.withUnsafeMutableBytes { try decoder.read(into: $0) }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
+        try openSegment(s).forEachChunk { out.append(contentsOf: $0) }
         return out
     }
 
