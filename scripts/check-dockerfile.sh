@@ -67,6 +67,13 @@ package_of() {  # prints the Debian package owning a library file, trying the /u
   return 1
 }
 
+# Libraries the binary links directly (NEEDED) must come from a package the runtime stage names; the
+# libraries those pull in may come from any package apt installs with them (the dependency closure).
+needed=$(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+  --no-replaces --no-enhances "${runtime_pkgs[@]}" 2>/dev/null | grep -vE '^[[:space:]<]' | sort -u)
+[ -n "$closure" ] || fail "apt-cache knows none of the runtime packages (run apt-get update)"
+
 status=0
 ldd_out=$(ldd "$binary") || fail "ldd failed on $binary"
 if printf '%s\n' "$ldd_out" | grep -q 'not found'; then
@@ -90,6 +97,8 @@ while read -r line; do
   fi
   if printf '%s\n' "${runtime_pkgs[@]}" | grep -qx "$pkg"; then
     printf '%-28s %-52s %s\n' "$lib" "$file" "$pkg"
+  elif ! printf '%s\n' "$needed" | grep -qx "$lib" && printf '%s\n' "$closure" | grep -qx "$pkg"; then
+    printf '%-28s %-52s %s\n' "$lib" "$file" "$pkg (installed as a dependency of the runtime stage)"
   else
     printf '%-28s %-52s %s\n' "$lib" "$file" "$pkg (NOT in the runtime stage)"
     status=1

@@ -8,7 +8,9 @@ public enum ReplicaClientFactory {
                 throw ReplicationError(.config, "file replica path required")
             }
             return FileReplicaClient(root: path)
-        case "s3", "gs", "abs", "sftp":
+        case "s3":
+            return try S3ReplicaClient(config: config)
+        case "gs", "abs", "sftp":
             throw ReplicationError(.config, "replica \"\(config.name)\": type \"\(config.type)\" is not supported by this build yet; use a file replica")
         default:
             throw ReplicationError(.config, "unknown replica type in config: \"\(config.type)\"")
