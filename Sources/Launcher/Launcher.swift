@@ -92,6 +92,12 @@ struct Launcher {
     \tversion      prints the binary version
     \twal          list available WAL files for a database
 
+    To run your app under the launcher (restore if missing, replicate, relay signals,
+    final sync, exit with the app's status):
+
+    \tlauncher [replicate flags] -exec "myapp serve"
+    \tlauncher [replicate flags] -- myapp serve
+
     Run 'launcher <command> -h' for the flags of a command.
     """
 }
