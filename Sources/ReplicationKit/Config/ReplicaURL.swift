@@ -99,6 +99,14 @@ struct GoURL {
                     u.user = name
                 }
             }
+            // Bracketed (IPv6) hosts must be closed (Go: `missing ']' in host`).
+            if authority.hasPrefix("[") && !authority.contains("]") {
+                throw fail("missing ']' in host")
+            }
+            // Percent escapes in a host must be valid (Go: `invalid URL escape "%zz"`).
+            if let pct = authority.firstIndex(of: "%"), percentDecode(authority) == nil {
+                throw fail("invalid URL escape \(goQuote(String(authority[pct...].prefix(3))))")
+            }
             // Port validation (Go: `invalid port ":x" after host`).
             if !authority.hasPrefix("["), let colon = authority.lastIndex(of: ":") {
                 let port = authority[authority.index(after: colon)...]
