@@ -188,10 +188,8 @@ struct S3IntegrationTests {
         }
     }
 
-    @Test func conformance() throws {
-        guard let s = Self.server() else { return }
-        let c = Self.client(s)
-        defer { for g in (try? c.generations()) ?? [] { try? c.deleteGeneration(g) } }
+    /// The replica-client contract every backend must meet (run for file and S3 by `ReplicaClientConformanceTests`).
+    static func conformance(of c: any ReplicaClient) throws {
         #expect(try c.generations().isEmpty)
         let g1 = try #require(Generation(name: "0123456789abcdef")), g2 = try #require(Generation(name: "00000000000000ff"))
         let snapData = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
@@ -361,5 +359,25 @@ struct S3IntegrationTests {
         #expect(want.count > 600)
         #expect(try restored.queryRows(query) == want)
         print("restored \(want.count) rows from \(client.location): \(try client.walSegments(generation: try #require(db.position?.generation)).count) WAL objects")
+    }
+}
+
+
+/// One conformance suite for every replica client: the file client always, S3 against the configured server.
+@Suite("Replica client conformance (file and S3)", .serialized)
+struct ReplicaClientConformanceTests {
+    @Test(arguments: ["file", "s3"])
+    func conformance(backend: String) throws {
+        switch backend {
+        case "file":
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conformance-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try S3IntegrationTests.conformance(of: FileReplicaClient(root: dir))
+        default:
+            guard let s = S3IntegrationTests.server() else { return }
+            let c = S3IntegrationTests.client(s)
+            defer { for g in (try? c.generations()) ?? [] { try? c.deleteGeneration(g) } }
+            try S3IntegrationTests.conformance(of: c)
+        }
     }
 }
