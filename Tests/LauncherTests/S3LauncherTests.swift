@@ -57,6 +57,21 @@ extension ReplicationIntegrationTests {
         }
 
         /// A config with one database and one `type: s3` replica; `extra` lines are added to the replica.
+        /// The setup of the proxied tests: launcher environment, a counting/faulting proxy in front of the server, a
+        /// config through the proxy (`cfg`, retention-check-interval left at its 1h default) and one straight to the
+        /// server (`direct`, for checks that must not be counted), and a database holding one row.
+        static func proxiedSetup(_ s: Server, _ sb: H.Sandbox, _ procs: Procs, name: String, maxSeconds: Int) throws
+            -> (env: [String: String], proxy: FaultProxy, db: String, cfg: String, direct: String) {
+            let env = launcherEnvironment(s)
+            let proxy = try FaultProxy(sb, procs, upstream: s.endpoint, maxSeconds: maxSeconds)
+            let db = sb.path("app.db"), prefix = Self.prefix(name)
+            let cfg = sb.path("litestream.yml"), direct = sb.path("direct.yml")
+            try writeConfig(cfg, db: db, server: s, prefix: prefix, endpoint: proxy.endpoint)
+            try writeConfig(direct, db: db, server: s, prefix: prefix)
+            try H.runWriter(db, count: 1)
+            return (env, proxy, db, cfg, direct)
+        }
+
         static func writeConfig(_ path: String, db: String, server s: Server, prefix: String, endpoint: String? = nil,
                                 bucket: String? = nil, extra: [String] = []) throws {
             var lines = [
@@ -316,13 +331,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             let procs = Procs()
             defer { procs.cleanup(); sb.cleanup() }
-            let env = Self.launcherEnvironment(s)
-            let proxy = try FaultProxy(sb, procs, upstream: s.endpoint, maxSeconds: 180)
-            let db = sb.path("app.db"), prefix = Self.prefix("killupload")
-            let cfg = sb.path("litestream.yml"), direct = sb.path("direct.yml")
-            try Self.writeConfig(cfg, db: db, server: s, prefix: prefix, endpoint: proxy.endpoint)
-            try Self.writeConfig(direct, db: db, server: s, prefix: prefix)
-            try H.runWriter(db, count: 1)
+            let (env, proxy, db, cfg, direct) = try Self.proxiedSetup(s, sb, procs, name: "killupload", maxSeconds: 180)
 
             let first = try Self.startReplicate(sb, procs, ["-config", cfg], env: env, log: "launcher1.log")
             let writer = try procs.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 500, count: 3000),
@@ -469,13 +478,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             let procs = Procs()
             defer { procs.cleanup(); sb.cleanup() }
-            let env = Self.launcherEnvironment(s)
-            let proxy = try FaultProxy(sb, procs, upstream: s.endpoint, maxSeconds: 240)
-            let db = sb.path("app.db"), prefix = Self.prefix("idle")
-            let cfg = sb.path("litestream.yml"), direct = sb.path("direct.yml")
-            try Self.writeConfig(cfg, db: db, server: s, prefix: prefix, endpoint: proxy.endpoint)  // retention-check-interval: default 1h
-            try Self.writeConfig(direct, db: db, server: s, prefix: prefix)                          // for checks, not counted
-            try H.runWriter(db, count: 1)
+            let (env, proxy, db, cfg, direct) = try Self.proxiedSetup(s, sb, procs, name: "idle", maxSeconds: 240)
 
             let launcher = try Self.startReplicate(sb, procs, ["-config", cfg], env: env, log: "launcher.log")
             try H.runWriter(db, rate: 500, count: 200)
@@ -516,13 +519,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             let procs = Procs()
             defer { procs.cleanup(); sb.cleanup() }
-            let env = Self.launcherEnvironment(s)
-            let proxy = try FaultProxy(sb, procs, upstream: s.endpoint, maxSeconds: 240)
-            let db = sb.path("app.db"), prefix = Self.prefix("faults")
-            let cfg = sb.path("litestream.yml"), direct = sb.path("direct.yml")
-            try Self.writeConfig(cfg, db: db, server: s, prefix: prefix, endpoint: proxy.endpoint)
-            try Self.writeConfig(direct, db: db, server: s, prefix: prefix)
-            try H.runWriter(db, count: 1)
+            let (env, proxy, db, cfg, direct) = try Self.proxiedSetup(s, sb, procs, name: "faults", maxSeconds: 240)
 
             let launcher = try Self.startReplicate(sb, procs, ["-config", cfg], env: env, log: "launcher.log")
             let writer = try procs.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 250, count: 5000),
