@@ -85,10 +85,11 @@ enum ReplicaResolver {
     }
 }
 
-/// Formats a date as UTC RFC 3339 with whole seconds.
+/// Formats a date as UTC RFC 3339 with whole seconds, truncating as Go's `time.RFC3339` does
+/// (`ISO8601DateFormatter` alone rounds, so 12:00:00.6 would print as 12:00:01).
 func rfc3339(_ d: Date) -> String {
     let f = ISO8601DateFormatter()
     f.formatOptions = [.withInternetDateTime]
     f.timeZone = TimeZone(identifier: "UTC")
-    return f.string(from: d)
+    return f.string(from: Date(timeIntervalSince1970: d.timeIntervalSince1970.rounded(.down)))
 }
