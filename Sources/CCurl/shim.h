@@ -13,4 +13,7 @@ typedef size_t (*rk_curl_data_callback)(char *_Nonnull ptr, size_t size, size_t 
 static inline CURLcode rk_curl_setopt_write_function(CURL *_Nonnull h, rk_curl_data_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cb); }
 static inline CURLcode rk_curl_setopt_header_function(CURL *_Nonnull h, rk_curl_data_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb); }
 static inline CURLcode rk_curl_setopt_read_function(CURL *_Nonnull h, rk_curl_data_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_READFUNCTION, cb); }
+/* Progress callback: int cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow). */
+typedef int (*rk_curl_xferinfo_callback)(void *_Nullable clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+static inline CURLcode rk_curl_setopt_xferinfo_function(CURL *_Nonnull h, rk_curl_xferinfo_callback _Nullable cb) { return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb); }
 #endif

@@ -77,9 +77,6 @@ enum ReplicateCommand {
                                             required: true)
         }
         if !flags.string("addr").isEmpty { config.addr = flags.string("addr") }
-        if let a = config.addr, !a.isEmpty {
-            throw ReplicationError(.invalidInput, "-addr is not supported by this build yet (cannot listen on \"\(a)\")")
-        }
         let command = try childCommand(flags: flags, argv: argvCommand, config: config)
         // With a child the final sync must fit in the orchestrator's stop grace period (Docker: 10 s); a plain
         // `replicate` keeps upstream's unbounded final sync unless a deadline is asked for.
@@ -96,21 +93,40 @@ enum ReplicateCommand {
         // Built first: it validates the databases and replicas (opening nothing), so a bad config fails before
         // any restore.
         let replicator = try Replicator(config: config, logger: logger)
+        let health = LauncherHealth(replicator: replicator, supervisesChild: command != nil)
+        // Listening before any restore, so health checks get a 503 (not a refused connection) while it runs.
+        var server: HTTPServer?
+        if let addr = config.addr, !addr.isEmpty {
+            ReplicationMetrics.bootstrap()
+            let routes = ReplicationRoutes(logger: logger)
+            for e in replicator.entries { routes.serve(e.database) }
+            routes.setHealthSource(health)
+            let s = try HTTPServer(address: addr, routes: routes, logger: logger)
+            logger.info("serving metrics, health and live replication on \(s.url) (/metrics /healthz /readyz /stream)")
+            server = s
+        }
+        defer { server?.close() }
         if command != nil {
             try StartupPreparation.prepareDatabases(config, restore: !flags.bool("no-restore"), logger: logger)
         }
+        health.phase.withLock { $0 = .tracking }
         do {
             try replicator.start()
         } catch {
             _ = replicator.shutdown()
             throw error
         }
+        // The app never starts on an empty database: a follower waits for its first snapshot.
+        if command != nil, !replicator.followers.isEmpty, let code = StartupPreparation.waitForFollowers(replicator, logger: logger) {
+            _ = replicator.shutdown()
+            return code
+        }
         logger.info("litestream initialization complete")
 
         var environment: [(name: String, value: String)] = []
         if let first = config.dbs.first { environment.append(("LITESTREAM_DB_PATH", first.path)) }
         let supervisor = Supervisor(replicator: replicator, logger: logger, shutdownTimeout: shutdownTimeout,
-                                    supervisesChild: command != nil)
+                                    supervisesChild: command != nil, health: health)
         return supervisor.run(command: command, environment: environment)
     }
 

@@ -21,6 +21,10 @@ enum StartupPreparation {
     /// Blocks (restore downloads in parallel on its own threads); call it from the main thread.
     static func prepareDatabases(_ config: Configuration, restore: Bool, logger: Logger) throws {
         for db in config.dbs {
+            if let up = db.upstreamURL {
+                logger.info("database follows upstream \(up), no restore: \(db.path)")
+                continue
+            }
             if FileSystem.exists(db.path) {
                 logger.info("database exists, no restore needed: \(db.path)")
                 continue
@@ -65,5 +69,29 @@ enum StartupPreparation {
         let connection = try SQLiteConnection(path: path, create: true)
         defer { connection.close() }
         _ = try connection.queryText("PRAGMA journal_mode = wal;")
+    }
+}
+
+extension StartupPreparation {
+    /// Waits until every follower holds data from its primary; a stop signal meanwhile ends the launcher.
+    ///
+    /// Returns nil when all are ready, else the exit code (the launcher stops without starting the app).
+    static func waitForFollowers(_ replicator: Replicator, logger: Logger) -> Int32? {
+        var lastLog = ContinuousClock.now
+        while true {
+            let waiting = replicator.followers.filter { !$0.isReady.current }
+            if waiting.isEmpty { return nil }
+            if ContinuousClock.now - lastLog >= .seconds(10) {
+                lastLog = .now
+                for f in waiting {
+                    logger.info("waiting for the first snapshot of \(f.path) from \(f.upstreamBase)\(f.lastError.current.map { " (last error: \($0))" } ?? "")")
+                }
+            }
+            // Signals stay blocked for the supervisor; take a stop request here, before there is a child.
+            if let sig = SupervisorSignals.wait(timeout: .milliseconds(50)), SupervisorSignals.isStopRequest(sig) {
+                logger.info("signal received: \(SignalName.name(sig)) before the first snapshot arrived; not starting the exec process")
+                return 128 + sig
+            }
+        }
     }
 }

@@ -16,10 +16,12 @@ final class Supervisor {
     private var child: pid_t?
     private var childTookTerminal = false
     private var finalSync: FinalSync?
+    private let health: LauncherHealth
 
     /// Supervises `replicator` (already started); `supervisesChild` when a command will be spawned; a nil
     /// `shutdownTimeout` lets the final sync take as long as it needs.
-    init(replicator: Replicator, logger: Logger, shutdownTimeout: Duration?, supervisesChild: Bool) {
+    init(replicator: Replicator, logger: Logger, shutdownTimeout: Duration?, supervisesChild: Bool, health: LauncherHealth) {
+        self.health = health
         self.replicator = replicator
         self.logger = logger
         self.shutdownTimeout = shutdownTimeout
@@ -42,11 +44,13 @@ final class Supervisor {
                 child = pid
                 childTookTerminal = spawned.tookTerminal
                 logger.info("exec process started: pid=\(pid) command=\(command.map(goQuote).joined(separator: " "))")
+                health.phase.withLock { $0 = .running }
             } catch {
                 logger.error("\(error.message)")
                 pending = machine.childExited(error.status)
             }
         }
+        if command == nil { health.phase.withLock { $0 = .running } }
         while true {
             for action in pending {
                 if let code = perform(action) { return code }
@@ -112,6 +116,7 @@ final class Supervisor {
         case .ignore(let sig):
             logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process)")
         case .startFinalSync:
+            health.phase.withLock { $0 = .stopping }
             if machine.supervisesChild {
                 logger.info("subprocess exited, litestream shutting down")
             } else {

@@ -31,6 +31,11 @@ extension Database {
     /// so the restart and the truncation can only ever discard frames we already hold.
     func checkpointOnQueue(_ mode: CheckpointMode) throws {
         guard let writer = writeConnection else { return }
+        try measuredCheckpoint(mode) { try checkpointOpenDatabase(mode, writer: writer) }
+    }
+
+    /// The body of `checkpointOnQueue` for an open database.
+    private func checkpointOpenDatabase(_ mode: CheckpointMode, writer: SQLiteConnection) throws {
         try copyFrames()
         try refreshReadLock()
         let sqliteMode: CheckpointMode = mode == .passive ? .passive : .full

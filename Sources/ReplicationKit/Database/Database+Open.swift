@@ -13,6 +13,8 @@ extension Database {
     /// All or nothing: on failure everything opened so far is closed again.
     func openIfNeeded() throws {
         guard readConnection == nil else { return }
+        // Earliest point this file sees the database: its `db` series exist (at 0) even while the file is missing.
+        DatabaseMetrics.register(path: path)
         guard let dbInfo = try FileSystem.info(path) else { return }  // not created yet: the watcher tells us
         guard !dbInfo.isDirectory else { throw ReplicationError(.invalidInput, "open database \(path): is a directory") }
         let dirInfo = try FileSystem.info((path as NSString).deletingLastPathComponent)

@@ -11,6 +11,12 @@ extension Database {
         guard !closed else { return }
         try openIfNeeded()
         guard readConnection != nil else { return }
+        // Counted from here, as upstream counts only syncs of an open database.
+        try measuredSync { try syncOpenDatabase() }
+    }
+
+    /// The body of `syncOnQueue` for an open database.
+    private func syncOpenDatabase() throws {
         do {
             // Move the read guard to the newest snapshot before copying, on every sync: its mark then trails the
             // WAL by one sync at most, so the application's own checkpoints (even TRUNCATE, which waits for
@@ -93,6 +99,7 @@ extension Database {
         let seg = try shadow.writeSegment(g, index: index, offset: 0) { write in
             try header.bytes.withUnsafeBytes { try write($0) }
         }
+        metrics.addShadowBytes(UInt64(header.bytes.count))
         let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
                              header: header, checksum: header.checksumState, lastFrame: nil)
         cursor = c
@@ -144,6 +151,7 @@ extension Database {
         } catch {
             throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
         }
+        metrics.addShadowBytes(end - start)
         try shadow.writePosition(WALPosition(generation: g, index: c.position.index, offset: start))
         c.position.offset = end
         c.checksum = scan.checksum

@@ -55,6 +55,8 @@ public final class Database: @unchecked Sendable {
     let publishedPosition = Locked<WALPosition?>(nil)
     /// Smallest shadow index each replica still needs, published by the replicas (nil = unknown).
     let replicaIndexes = Locked<[ObjectIdentifier: UInt32?]>([:])
+    /// Live `/stream` clients attached; while any is, syncs run at the minimum delay (commit-to-visible lag).
+    let activeStreams = Locked(0)
 
     deinit { walBuffer?.deallocate() }
 
@@ -69,6 +71,8 @@ public final class Database: @unchecked Sendable {
         self.logger = l
         self.queue = DispatchQueue(label: "launcher.db.\(path)")
         self.currentDelay = Locked(options.monitorDelayInterval)
+        // Upstream's database series exist (at 0) as soon as the database object does.
+        DatabaseMetrics.register(path: path)
     }
 
     /// Runs `body` on the database queue and returns its result.
@@ -77,10 +81,19 @@ public final class Database: @unchecked Sendable {
         return try queue.sync(execute: body)
     }
 
-    /// Registers an observer of shadow changes (a replica).
-    public func addObserver(_ o: any ShadowObserver) {
+    /// Registers an observer of shadow changes.
+    ///
+    /// A replica (`retainsShadow`) keeps every shadow index it has not uploaded; a live stream client does not
+    /// (it falls back to a snapshot when the index it needs was removed).
+    public func addObserver(_ o: any ShadowObserver, retainsShadow: Bool = true) {
         onQueue { observers.append(o) }
-        replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(nil) }
+        if retainsShadow { replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(nil) } }
+    }
+
+    /// Unregisters an observer added with `addObserver` (a stream client that went away).
+    public func removeObserver(_ o: any ShadowObserver) {
+        onQueue { observers.removeAll { $0 === o } }
+        replicaIndexes.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(o)) }
     }
 
     /// Publishes the smallest shadow index a replica still needs (nil = not known yet).
@@ -139,7 +152,8 @@ public final class Database: @unchecked Sendable {
     /// Doubles the batching delay while syncs keep finding new frames, back to the minimum after an idle one.
     private func adaptDelay(copied: Bool) {
         let minimum = options.monitorDelayInterval
-        let maximum = max(options.maxMonitorDelayInterval, minimum)
+        // Batching trades latency for CPU; a live stream client wants every commit as soon as possible.
+        let maximum = activeStreams.current > 0 ? minimum : max(options.maxMonitorDelayInterval, minimum)
         currentDelay.withLock { d in
             d = copied ? min(max(d * 2, .milliseconds(1)), maximum) : minimum
         }

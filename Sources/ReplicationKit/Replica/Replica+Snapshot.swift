@@ -43,6 +43,7 @@ extension Replica {
         } catch {
             throw (error as? ReplicationError)?.wrapped("snapshot") ?? error
         }
+        metrics.snapshotWritten(generation: g)
         logger.info("snapshot written \(g.name)/\(Hex.format(pos.index, width: 16))")
         return info
     }
@@ -82,6 +83,8 @@ extension Replica {
                 logger.info("wal segments deleted: \(g.name) below index \(Hex.format(m, width: 16)) count=\(oldWAL.count)")
             }
         }
+        // Retention is rare (hourly by default), so one listing keeps the snapshot gauge exact.
+        if let g = current { metrics.setSnapshotCount(try client.snapshots(generation: g).count, generation: g) }
     }
 
     /// Runs retention now (for tests and the CLI).

@@ -91,6 +91,7 @@ extension Replica {
         } catch {
             throw (error as? ReplicationError)?.wrapped("write index segments: index=\(Hex.format(index, width: 16))") ?? error
         }
+        metrics.addWALBytes(written)
         logger.info("wal segment written: \(start) sz=\(written)")
         return WALPosition(generation: g, index: index, offset: end)
     }

@@ -9,6 +9,8 @@ import Logging
 public final class Replica: ShadowObserver, @unchecked Sendable {
     /// The replica's name (unique per database).
     public let name: String
+    /// The replica type (`file`, `s3`, …), from its client.
+    public var type: String { client.type }
     /// Where the objects go.
     public let client: any ReplicaClient
     /// Timing.
@@ -28,8 +30,10 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     let wakePending = Locked(false)
     /// The last error, or nil after a successful sync (for health reporting and tests).
     public let lastError = Locked<String?>(nil)
-    /// Position known to be on the replica, readable from any thread.
+    /// Position known to be on the replica, readable from any thread; nil until a sync established it and after a failed background sync.
     public let syncedPosition = Locked<WALPosition?>(nil)
+    /// When a sync last finished with the replica holding everything the database had when that sync began.
+    public let lastSyncedAt = Locked<Date?>(nil)
 
     /// Creates a replica of `db` stored through `client`.
     public init(name: String, client: any ReplicaClient, db: Database, options: ReplicaOptions, logger: Logger) {
@@ -41,7 +45,11 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
         l[metadataKey: "replica"] = "\(name)"
         self.logger = l
         self.queue = DispatchQueue(label: "launcher.replica.\(db.path).\(name)")
+        _ = ReplicaMetrics.for(db: db.path, name: name)  // upstream's series exist from the replica's creation
     }
+
+    /// This replica's metric handles (looked up per use: cheap, and survives a later `bootstrap()`).
+    var metrics: ReplicaMetrics { ReplicaMetrics.for(db: db.path, name: name) }
 
     /// Registers with the database and starts the background work (first sync now, timers for snapshots/retention).
     public func start() {
@@ -130,8 +138,11 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
         let g = dbPos.generation
         if position?.generation != g { position = nil }
         if position == nil {
-            if try client.snapshots(generation: g).isEmpty {
+            let snapshots = try client.snapshots(generation: g)
+            metrics.setSnapshotCount(snapshots.count, generation: g)
+            if snapshots.isEmpty {
                 _ = try snapshot()
+                lastSyncedAt.withLock { $0 = Date() }
                 return
             }
             position = try computePosition(generation: g)
@@ -145,11 +156,13 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             position = nil
             _ = try snapshot()
         }
+        lastSyncedAt.withLock { $0 = Date() }
     }
 
     /// Publishes the position to other threads and to the database's shadow cleaner.
     func publishPosition() {
         syncedPosition.withLock { $0 = position }
         db.setReplicaIndex(position?.index, for: self)
+        if let p = position { metrics.setPosition(p) }
     }
 }

@@ -12,8 +12,10 @@ public final class Replicator: @unchecked Sendable {
         public let replicas: [Replica]
     }
 
-    /// Databases in configuration order.
+    /// Databases in configuration order (those that follow an upstream are in `followers`).
     public private(set) var entries: [Entry] = []
+    /// Databases that follow a primary's live stream (`upstream:`), in configuration order.
+    public private(set) var followers: [StreamFollower] = []
     private var watcher: FileWatcher?
     private let logger: Logger
 
@@ -24,8 +26,14 @@ public final class Replicator: @unchecked Sendable {
             guard dbc.minCheckpointPageCount > 0 else {
                 throw ReplicationError(.config, "open database: \(dbc.path): minimum checkpoint page count required")
             }
-            if dbc.upstreamURL != nil {
-                throw ReplicationError(.config, "database \(dbc.path): upstream (live read replicas) is not supported by this build yet")
+            if let up = dbc.upstreamURL {
+                // Upstream silently never started such replicas and then failed at shutdown; say so up front.
+                guard dbc.replicas.isEmpty else {
+                    throw ReplicationError(.config, "database \(dbc.path): follows upstream \(up) and also lists replicas; a live read replica is not replicated itself (back up the primary instead): remove its replicas or its upstream")
+                }
+                followers.append(try StreamFollower(path: dbc.path, upstreamURL: up, upstreamPath: dbc.upstreamPath,
+                                                    logger: logger))
+                continue
             }
             let db = Database(path: dbc.path, options: dbc.options, logger: logger)
             var names = Set<String>()
@@ -51,7 +59,8 @@ public final class Replicator: @unchecked Sendable {
     public func start() throws {
         let w = try FileWatcher(logger: logger)
         watcher = w
-        if entries.isEmpty { logger.info("no databases specified in configuration") }
+        if entries.isEmpty && followers.isEmpty { logger.info("no databases specified in configuration") }
+        for f in followers { f.start() }
         for e in entries {
             let db = e.database
             try w.watch(databasePath: db.path) { db.notifyChanged() }
@@ -74,6 +83,8 @@ public final class Replicator: @unchecked Sendable {
     /// Returns one line per failure naming the database and replica (empty when everything made it).
     public func shutdown() -> [String] {
         watcher?.stop()
+        // A follower has nothing to sync: it stops after the record it is applying.
+        for f in followers { f.stop() }
         var failures: [String] = []
         for e in entries {
             let db = e.database

@@ -15,6 +15,8 @@ public struct CurlError: Error, CustomStringConvertible, Sendable {
         case responseTooLarge
         /// Reading the request body or writing the response file failed.
         case io
+        /// A stream receiver rejected the response or asked to stop.
+        case aborted
     }
 
     /// What went wrong.
@@ -52,7 +54,7 @@ public struct CurlError: Error, CustomStringConvertible, Sendable {
         case .http:
             guard let s = httpStatus else { return false }
             return s >= 500 || s == 429
-        case .responseTooLarge, .io:
+        case .responseTooLarge, .io, .aborted:
             return false
         }
     }

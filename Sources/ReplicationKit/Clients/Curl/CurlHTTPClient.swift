@@ -22,8 +22,21 @@ public enum HTTPBody: Sendable {
     }
 }
 
+/// Receives a response body as it arrives, on the thread running `performOnce` (it may block: that is the
+/// backpressure). Used by the live-stream client.
+public protocol HTTPStreamReceiver: AnyObject, Sendable {
+    /// Called before the first body byte with the final status and headers; false aborts the transfer.
+    func receiveHead(status: Int, headers: [(String, String)]) -> Bool
+    /// Called with each piece of the body; false aborts the transfer (the receiver keeps its own error).
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool
+    /// Polled at least once a second while the transfer runs; true aborts it.
+    func shouldStop() -> Bool
+}
+
 /// Where a response body goes.
 public enum HTTPResponseSink: Sendable {
+    /// Handed to a receiver piece by piece, never collected.
+    case stream(any HTTPStreamReceiver)
     /// Kept in memory; more than `limit` bytes fails with `.responseTooLarge`.
     case memory(limit: Int)
     /// Written to the open descriptor `fd` from its start (it is truncated before every attempt).
@@ -74,6 +87,8 @@ public struct CurlHTTPOptions: Sendable {
     public var requestTimeout: Duration? = nil
     /// Disables TLS certificate and host name verification.
     public var skipVerify = false
+    /// TCP keep-alive probes after this much idle time (nil: off), so a vanished peer is noticed.
+    public var tcpKeepAlive: Duration? = nil
     /// Attempts per request, including the first.
     public var maxAttempts = 4
     /// Backoff before retry n (1-based) is uniformly random in `0 ... min(maxDelay, baseDelay * 2^(n-1))`.
@@ -177,6 +192,7 @@ public final class CurlHTTPClient: Sendable {
         curl_easy_reset(h)
 
         let ctx = TransferContext(body: request.body, sink: sink)
+        ctx.handle = h
         if case .file(let fd) = sink {
             if ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) < 0 {
                 throw CurlError(.io, "\(request.method) \(request.url): truncate response file: \(String(cString: strerror(errno)))")
@@ -201,6 +217,19 @@ public final class CurlHTTPClient: Sendable {
         set(rk_curl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1))
         set(rk_curl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, max(1, Self.millis(options.stallTimeout) / 1000)))
         if let t = options.requestTimeout { set(rk_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, Self.millis(t))) }
+        if let k = options.tcpKeepAlive {
+            let seconds = max(1, Self.millis(k) / 1000)
+            set(rk_curl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1))
+            set(rk_curl_setopt_long(h, CURLOPT_TCP_KEEPIDLE, seconds))
+            set(rk_curl_setopt_long(h, CURLOPT_TCP_KEEPINTVL, max(1, seconds / 2)))
+        }
+        if case .stream = sink {
+            set(rk_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0))
+            set(rk_curl_setopt_xferinfo_function(h, curlProgressCallback))
+            set(rk_curl_setopt_pointer(h, CURLOPT_XFERINFODATA, ud))
+            // Body bytes reach the receiver as soon as they arrive.
+            set(rk_curl_setopt_long(h, CURLOPT_BUFFERSIZE, 256 * 1024))
+        }
         if options.skipVerify {
             set(rk_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0))
             set(rk_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0))
@@ -264,6 +293,9 @@ private final class TransferContext {
     var received: UInt64 = 0
     var headers: [(String, String)] = []
     var failure: (CurlError.Code, String)?
+    var headDelivered = false
+    /// The easy handle, for `curl_easy_getinfo` inside callbacks.
+    var handle: UnsafeMutableRawPointer?
     let errorBuffer: UnsafeMutablePointer<CChar>
 
     init(body: HTTPBody, sink: HTTPResponseSink) {
@@ -289,6 +321,20 @@ private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>, _ size: Int, 
             return 0
         }
         ctx.memory.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: count))
+    case .stream(let receiver):
+        if !ctx.headDelivered {
+            ctx.headDelivered = true
+            var status = 0
+            _ = rk_curl_getinfo_long(ctx.handle!, CURLINFO_RESPONSE_CODE, &status)
+            guard receiver.receiveHead(status: status, headers: ctx.headers) else {
+                ctx.failure = (.aborted, "response rejected")
+                return 0
+            }
+        }
+        guard receiver.receive(UnsafeRawBufferPointer(start: ptr, count: count)) else {
+            ctx.failure = (.aborted, "body rejected")
+            return 0
+        }
     case .file(let fd):
         var done = 0
         while done < count {
@@ -347,4 +393,14 @@ private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>, _ size: Int, _
     }
     ctx.bodySent += UInt64(count)
     return count
+}
+
+private func curlProgressCallback(_ ud: UnsafeMutableRawPointer?, _ dlTotal: curl_off_t, _ dlNow: curl_off_t,
+                                  _ ulTotal: curl_off_t, _ ulNow: curl_off_t) -> Int32 {
+    let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    if case .stream(let receiver) = ctx.sink, receiver.shouldStop() {
+        ctx.failure = (.aborted, "stopped")
+        return 1
+    }
+    return 0
 }

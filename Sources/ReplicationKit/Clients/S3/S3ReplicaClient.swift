@@ -47,6 +47,9 @@ public final class S3ReplicaClient: ReplicaClient {
 
     public var type: String { "s3" }
 
+    /// `litestream_replica_operation_*{replica_type="s3"}` (looked up per use so a later `bootstrap()` takes effect).
+    private var operations: ReplicaOperationMetrics { ReplicaOperationMetrics.for(type: type) }
+
     /// `s3://bucket/prefix`, plus the endpoint when one is set. Never contains credentials.
     public var location: String {
         var s = "s3://\(s3.bucket)" + (s3.prefix.isEmpty ? "" : "/" + s3.prefix)
@@ -240,6 +243,7 @@ public final class S3ReplicaClient: ReplicaClient {
                                            modified: Self.parseTimestamp(c.value("LastModified") ?? "") ?? Date(timeIntervalSince1970: 0)))
             }
             for p in doc.all("CommonPrefixes") { if let v = p.value("Prefix") { prefixes.append(v) } }
+            operations.record(.list)  // one LIST per result page, as upstream
             token = doc.value("IsTruncated") == "true" && maxKeys == nil ? doc.value("NextContinuationToken") : nil
         } while token != nil
         return (objects, prefixes)
@@ -381,6 +385,7 @@ public final class S3ReplicaClient: ReplicaClient {
         } else {
             try multipartUpload(key: key, staged: staged)
         }
+        operations.record(.put, bytes: staged.size)  // one PUT per object, multipart or not, as upstream
         return staged.size
     }
 
@@ -441,6 +446,7 @@ public final class S3ReplicaClient: ReplicaClient {
     private func get(_ relative: String) throws -> any ByteSource {
         let fd = try TempFile.make()
         _ = try send("GET", key: key(relative), sink: .file(fd: fd.raw))
+        operations.record(.get, bytes: (try? fd.size()) ?? 0)  // body length
         try fd.seek(to: 0)
         return FileByteSource(fd)
     }
@@ -470,6 +476,7 @@ public final class S3ReplicaClient: ReplicaClient {
                                 headers: [("Content-MD5", Digest.base64(Digest.md5(bytes))), ("Content-Type", "application/xml")],
                                 body: .bytes(bytes), payloadSHA256: Digest.hex(Digest.sha256(bytes)),
                                 what: "delete \(batch.count) objects in \(s3.bucket)")
+            operations.record(.delete)  // one DELETE per DeleteObjects request, as upstream
             for e in S3XML.parse(resp.body)?.all("Error") ?? [] {
                 let code = e.value("Code") ?? "error"
                 if code == "NoSuchKey" { continue }

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// The readiness report behind `/readyz` (and the body of `/healthz`).
+public struct HealthReport: Codable, Sendable {
+    /// One replica of a database.
+    public struct Replica: Codable, Sendable {
+        public var name: String
+        public var type: String
+        /// Last position known to be on the replica (`generation/index:offset`), nil before the first sync.
+        public var position: String?
+        /// Seconds since the replica last held everything the database had, nil before that happened.
+        public var lagSeconds: Double?
+        /// The last sync error, nil when the last sync succeeded.
+        public var error: String?
+
+        /// Creates a replica entry.
+        public init(name: String, type: String, position: String?, lagSeconds: Double?, error: String?) {
+            self.name = name
+            self.type = type
+            self.position = position
+            self.lagSeconds = lagSeconds
+            self.error = error
+        }
+    }
+
+    /// One database.
+    public struct Database: Codable, Sendable {
+        public var path: String
+        /// `primary` (tracked and replicated) or `follower` (applies an upstream's stream).
+        public var role: String
+        /// The local position (`generation/index:offset`), nil before the first sync / snapshot.
+        public var position: String?
+        /// Whether this database is ready (tracked; for a follower: its first snapshot applied).
+        public var ready: Bool
+        /// Base URL of the primary, for a follower.
+        public var upstream: String?
+        public var replicas: [Replica]
+
+        /// Creates a database entry.
+        public init(path: String, role: String, position: String?, ready: Bool, upstream: String?, replicas: [Replica]) {
+            self.path = path
+            self.role = role
+            self.position = position
+            self.ready = ready
+            self.upstream = upstream
+            self.replicas = replicas
+        }
+    }
+
+    /// Overall readiness: restores done, every database ready, and the child running (when there is one).
+    public var ready: Bool
+    /// Why it is not ready (nil when ready).
+    public var reason: String?
+    public var databases: [Database]
+
+    /// Creates a report.
+    public init(ready: Bool, reason: String?, databases: [Database]) {
+        self.ready = ready
+        self.reason = reason
+        self.databases = databases
+    }
+}
+
+/// Supplies `/readyz` (implemented by the launcher, which knows about restores and the child process).
+public protocol HealthSource: Sendable {
+    /// The current report; called off the event loop.
+    func healthReport() -> HealthReport
+}
+
+/// `/stream`, `/metrics`, `/healthz`, `/readyz`; everything else is Go's 404.
+public final class ReplicationRoutes: HTTPRoutes, Sendable {
+    private let databases: Locked<[String: (Database, StreamSnapshotCache)]> = Locked([:])
+    private let health: Locked<(any HealthSource)?> = Locked(nil)
+    private let logger: Logger
+
+    /// Creates routes serving nothing yet.
+    public init(logger: Logger) { self.logger = logger }
+
+    /// Makes `db` available on `/stream` under its path.
+    public func serve(_ db: Database) {
+        databases.withLock { $0[db.path] = (db, StreamSnapshotCache()) }
+    }
+
+    /// Sets what `/readyz` reports (503 until set).
+    public func setHealthSource(_ source: any HealthSource) { health.withLock { $0 = source } }
+
+    public func respond(method: HTTPMethod, path: String, query: [String: String]) -> SimpleHTTPResponse {
+        switch path {
+        case "/metrics":
+            return SimpleHTTPResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                      body: ReplicationMetrics.exposition())
+        case "/healthz":
+            return SimpleHTTPResponse(status: .ok, contentType: "application/json", body: Array("{\"status\":\"ok\"}\n".utf8))
+        case "/readyz":
+            let report = health.current?.healthReport()
+                ?? HealthReport(ready: false, reason: "starting", databases: [])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let body = ((try? encoder.encode(report)).map(Array.init) ?? Array("{}".utf8)) + [0x0A]
+            return SimpleHTTPResponse(status: report.ready ? .ok : .serviceUnavailable, contentType: "application/json",
+                                      body: body)
+        default:
+            return .text(.notFound, "404 page not found")
+        }
+    }
+
+    public func stream(query: [String: String], channel: any Channel) -> SimpleHTTPResponse? {
+        let request: StreamRequest
+        switch StreamRequest.parse(query) {
+        case .failure(let response): return response
+        case .success(let r): request = r
+        }
+        guard let (db, cache) = databases.current[request.path] else { return .text(.notFound, "Database not found") }
+        let session = StreamSession(db: db, channel: channel, request: request, cache: cache, logger: logger)
+        return session.start()
+    }
+}

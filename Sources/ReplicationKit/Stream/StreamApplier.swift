@@ -1,0 +1,345 @@
+import Foundation
+import Logging
+
+/// Applies `/stream` records to a live read replica's local database without readers ever seeing a partial
+/// transaction or data going backwards.
+///
+/// Records become WAL frames appended after the last committed frame of the local `-wal` file, under SQLite's WAL
+/// write lock (`BEGIN IMMEDIATE` on the applier's own connection). Once the frames are durable and the position
+/// file records them, both copies of the wal-index header are marked uninitialised, so the next reader rebuilds
+/// the index from the WAL file and sees the whole new commit; readers inside a read transaction keep their
+/// snapshot, because frames they may use are never rewritten. The WAL is emptied only by SQLite's own TRUNCATE
+/// checkpoint, which waits for readers.
+// @unchecked Sendable: the applier is handed to one dedicated thread and used only from there (one call at a time);
+// it holds blocking file and SQLite handles that must never be touched concurrently.
+public final class StreamApplier: @unchecked Sendable {
+    /// Path of the local database file.
+    public let path: String
+    private let logger: Logger
+    private let meta: MetaDirectory
+
+    /// Committed frames after which an apply tries a TRUNCATE checkpoint (tests lower it).
+    var checkpointFrameThreshold = 1000
+    /// Busy timeout of the applier's connection, in milliseconds (INTERFACES §3.8).
+    static let busyTimeoutMillis = 1000
+
+    private var connection: SQLiteConnection?
+    private var wal: ReplicaWAL?
+    private var walIndex: ReplicaWALIndex?
+    private var pageSize = 0
+    private var position: WALPosition?
+    private var snapshot: StreamSnapshotProgress?
+    private var nextCheckpointAt = 1000
+
+    /// Creates an applier for the database at `path`; nothing is opened until `prepare(pageSize:)`.
+    public init(path: String, logger: Logger) {
+        self.path = path
+        self.logger = logger
+        meta = MetaDirectory(databasePath: path)
+    }
+
+    deinit { close() }
+
+    /// Position stored in the position file (END of the last applied record), nil if none/invalid.
+    public func storedPosition() -> WALPosition? {
+        if connection != nil { return position }
+        return readPositionFile()
+    }
+
+    /// Creates the local database if missing (WAL mode, page size `pageSize`), else verifies its page size; opens
+    /// the applier's connection, `-wal` and `-shm`, and recovers where the local WAL's committed frames end.
+    ///
+    /// - Throws: `init replica: page size mismatch: <local> <> <remote>` when an existing database differs.
+    public func prepare(pageSize: Int) throws {
+        close()
+        guard pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
+            throw ReplicationError(.invalidInput, "init replica: invalid page size \(pageSize)")
+        }
+        try FileSystem.makeDirectories(meta.root)
+        let isNew = (try FileSystem.info(path))?.size ?? 0 == 0
+        let conn = try SQLiteConnection(path: path, create: true, busyTimeout: Int32(Self.busyTimeoutMillis))
+        do {
+            // Before anything opens the WAL: closing our connection must never delete the -wal/-shm readers use.
+            try conn.setPersistentWAL()
+            if isNew {
+                try conn.exec("PRAGMA page_size=\(pageSize)")
+                try conn.exec("PRAGMA journal_mode=WAL")
+                try conn.exec("CREATE TABLE IF NOT EXISTS _litestream (id INTEGER)")
+                _ = try conn.checkpoint(.truncate)
+                // A position left over from a deleted database would let segments apply to an empty one.
+                try FileSystem.remove(meta.positionFile)
+            } else {
+                let local = try conn.queryInt("PRAGMA page_size") ?? 0
+                guard local == Int64(pageSize) else {
+                    throw ReplicationError(.invalidInput, "init replica: page size mismatch: \(local) <> \(pageSize)")
+                }
+                if try conn.queryText("PRAGMA journal_mode")?.lowercased() != "wal" {
+                    try conn.exec("PRAGMA journal_mode=WAL")
+                }
+            }
+            // A read makes SQLite open (and create) the -wal and -shm files.
+            _ = try conn.queryInt("SELECT count(*) FROM sqlite_master")
+            let wal = try ReplicaWAL(path: meta.walPath, pageSize: pageSize)
+            try wal.recover()
+            let walIndex = try ReplicaWALIndex(path: path + "-shm")
+            self.connection = conn
+            self.wal = wal
+            self.walIndex = walIndex
+        } catch {
+            conn.close()
+            throw error
+        }
+        self.pageSize = pageSize
+        position = readPositionFile()
+        nextCheckpointAt = checkpointFrameThreshold
+        logger.debug("stream applier prepared", metadata: [
+            "db": "\(path)", "position": "\(position.map { "\($0)" } ?? "none")",
+            "wal_frames": "\(wal?.frameCount ?? 0)",
+        ])
+    }
+
+    /// Starts a snapshot record: its pages are appended to the WAL as one transaction, visible only once
+    /// `finishSnapshot()` succeeds.
+    public func beginSnapshot(_ header: StreamRecordHeader) throws {
+        guard header.kind == .snapshot else {
+            throw ReplicationError(.invalidInput, "beginSnapshot called with a \(header.kind) record")
+        }
+        let (conn, wal) = try handles()
+        abort()
+        guard header.size / UInt64(pageSize) <= UInt64(UInt32.max) else {
+            throw ReplicationError(.corrupt, "snapshot \(header.position) size \(header.size) is too large")
+        }
+        try beginWrite(conn, wal)
+        snapshot = StreamSnapshotProgress(header: header, pageSize: pageSize)
+    }
+
+    /// Feeds the next bytes of the snapshot payload (any chunk size); only one partial page is buffered.
+    public func snapshotData(_ bytes: UnsafeRawBufferPointer) throws {
+        let (_, wal) = try handles()
+        guard var s = snapshot else { throw ReplicationError(.invalidInput, "snapshot data without a snapshot record") }
+        guard s.received + UInt64(bytes.count) <= s.header.size else {
+            abort()
+            throw ReplicationError(.corrupt, "snapshot \(s.header.position) is longer than its \(s.header.size) bytes")
+        }
+        do {
+            let page = wal.pageBuffer
+            var at = 0
+            while at < bytes.count {
+                let n = min(pageSize - s.filled, bytes.count - at)
+                UnsafeMutableRawBufferPointer(rebasing: page[s.filled..<(s.filled + n)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+                s.filled += n
+                at += n
+                if s.filled == pageSize {
+                    let commit = s.nextPage == s.pageCount ? UInt32(s.pageCount) : 0
+                    setFrameHeader(wal, page: UInt32(s.nextPage), commit: commit)
+                    try wal.appendFrame()
+                    s.nextPage += 1
+                    s.filled = 0
+                }
+            }
+            s.received += UInt64(bytes.count)
+            snapshot = s
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Completes the snapshot: checks its size, makes its frames durable, records its position and makes it
+    /// visible, then tries to checkpoint. On a short or malformed snapshot nothing becomes visible (`.corrupt`).
+    public func finishSnapshot() throws {
+        let (conn, wal) = try handles()
+        guard let s = snapshot else { throw ReplicationError(.invalidInput, "finishSnapshot without a snapshot record") }
+        if let reason = s.incompleteReason(pageSize: pageSize) {
+            abort()
+            throw ReplicationError(.corrupt, reason)
+        }
+        snapshot = nil
+        let end = s.header.position
+        do { try publish(end, conn, wal) } catch { abort(); throw error }
+        logger.debug("snapshot applied", metadata: ["db": "\(path)", "position": "\(end)", "pages": "\(s.pageCount)"])
+        tryCheckpoint(conn, wal)
+    }
+
+    /// Applies one WAL segment record whose payload `compressed` is the whole LZ4 frame.
+    ///
+    /// - Returns: false when the segment was already applied (skipped), true when applied.
+    /// - Throws: `.conflict` for another generation or a gap; `.corrupt` for a damaged payload (nothing applied).
+    public func applySegment(_ header: StreamRecordHeader, compressed: UnsafeRawBufferPointer) throws -> Bool {
+        guard header.kind == .walSegment else {
+            throw ReplicationError(.invalidInput, "applySegment called with a \(header.kind) record")
+        }
+        let (conn, wal) = try handles()
+        if snapshot != nil { abort() }
+        switch StreamSegmentDecision.decide(segment: header.position, stored: position) {
+        case .skip:
+            return false
+        case .conflict(let why):
+            throw ReplicationError(.conflict, why)
+        case .apply:
+            break
+        }
+        try beginWrite(conn, wal)
+        do {
+            let length = try appendSegmentFrames(header, compressed: compressed, wal: wal)
+            let end = WALPosition(generation: header.generation, index: header.index, offset: header.offset + length)
+            try publish(end, conn, wal)
+            logger.debug("wal segment applied", metadata: ["db": "\(path)", "position": "\(end)"])
+        } catch {
+            abort()
+            throw error
+        }
+        if wal.frameCount >= nextCheckpointAt { tryCheckpoint(conn, wal) }
+        return true
+    }
+
+    /// Discards anything half-written (connection dropped mid-record); the visible database is untouched.
+    public func abort() {
+        snapshot = nil
+        // Cut the unpublished frames while we still hold the write lock, then release it.
+        if let wal, wal.pendingEnd != nil {
+            do { try wal.discard() } catch {
+                logger.warning("stream applier: cannot discard partial frames", metadata: ["db": "\(path)", "error": "\(error.oneLine)"])
+            }
+        }
+        if let connection, connection.inTransaction { try? connection.exec("ROLLBACK") }
+    }
+
+    /// Closes the connection and files; a later `prepare(pageSize:)` reopens them.
+    public func close() {
+        abort()
+        // The SQLite connection first: closing our -shm descriptor drops this process's POSIX locks on the file.
+        connection?.close()
+        connection = nil
+        try? wal?.close()
+        wal = nil
+        try? walIndex?.close()
+        walIndex = nil
+    }
+
+    // MARK: - Steps
+
+    private func handles() throws -> (SQLiteConnection, ReplicaWAL) {
+        guard let connection, let wal else {
+            throw ReplicationError(.invalidInput, "stream applier for \(path) used before prepare")
+        }
+        return (connection, wal)
+    }
+
+    /// Takes SQLite's WAL write lock (no checkpoint can restart or truncate the WAL, no other writer exists;
+    /// readers continue) and starts an append at the end of the last committed frame.
+    private func beginWrite(_ conn: SQLiteConnection, _ wal: ReplicaWAL) throws {
+        try conn.exec("BEGIN IMMEDIATE")
+        do { try wal.begin() } catch {
+            try? conn.exec("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Durable frames, then the position file, then visibility, then release of the write lock.
+    private func publish(_ end: WALPosition, _ conn: SQLiteConnection, _ wal: ReplicaWAL) throws {
+        let appended = try wal.commit()
+        try writePositionFile(end)
+        position = end
+        if appended { try walIndex?.invalidate() }
+        // Nothing was written through SQLite: the rollback only releases the locks.
+        try conn.exec("ROLLBACK")
+    }
+
+    private func setFrameHeader(_ wal: ReplicaWAL, page: UInt32, commit: UInt32) {
+        var h = [UInt8]()
+        h.reserveCapacity(8)
+        BigEndian.append(page, to: &h)
+        BigEndian.append(commit, to: &h)
+        h.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: wal.frameBuffer[0..<8]).copyMemory(from: $0) }
+    }
+
+    /// Decompresses the segment frame by frame straight into the WAL; returns the decompressed length.
+    private func appendSegmentFrames(_ header: StreamRecordHeader, compressed: UnsafeRawBufferPointer,
+                                     wal: ReplicaWAL) throws -> UInt64 {
+        let pos = header.position
+        func corrupt(_ why: String) -> ReplicationError { ReplicationError(.corrupt, "wal segment \(pos): \(why)") }
+        var consumed = 0
+        do {
+            let decoder = try LZ4FrameDecoder { buf in
+                let n = min(buf.count, compressed.count - consumed)
+                if n > 0 {
+                    UnsafeMutableRawBufferPointer(rebasing: buf[0..<n])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: compressed[consumed..<(consumed + n)]))
+                    consumed += n
+                }
+                return n
+            }
+            func fill(_ target: UnsafeMutableRawBufferPointer) throws -> Int {
+                var got = 0
+                while got < target.count {
+                    let n = try decoder.read(into: UnsafeMutableRawBufferPointer(rebasing: target[got...]))
+                    if n == 0 { break }
+                    got += n
+                }
+                return got
+            }
+            var total: UInt64 = 0
+            if header.offset == 0 {
+                var h = [UInt8](repeating: 0, count: walHeaderSize)
+                let n = try h.withUnsafeMutableBytes { try fill($0) }
+                guard n == walHeaderSize else { throw corrupt("WAL header is \(n) bytes") }
+                let remotePageSize = Int(BigEndian.u32(h, 8))
+                guard remotePageSize == pageSize else {
+                    throw corrupt("page size mismatch: \(pageSize) <> \(remotePageSize)")
+                }
+                total += UInt64(n)
+            }
+            var frames = 0
+            var endsWithCommit = false
+            while true {
+                let n = try fill(wal.frameBuffer)
+                total += UInt64(n)
+                if n == 0 { break }
+                guard n == wal.frameSize else { throw corrupt("ends with a partial frame of \(n) bytes") }
+                let fh = WALFrameHeader(UnsafeRawBufferPointer(wal.frameBuffer))
+                guard fh.pageNumber != 0 else { throw corrupt("frame \(frames) has page number 0") }
+                try wal.appendFrame()
+                frames += 1
+                endsWithCommit = fh.isCommit
+            }
+            // A segment at offset 0 may hold only the WAL header; any frames must end a transaction.
+            guard endsWithCommit || (frames == 0 && header.offset == 0) else {
+                throw corrupt(frames == 0 ? "no frames" : "does not end with a commit frame")
+            }
+            return total
+        } catch let e as LZ4Error {
+            throw corrupt(e.message)
+        }
+    }
+
+    /// Tries to empty the WAL without waiting for readers; SQLITE_BUSY just means "later".
+    private func tryCheckpoint(_ conn: SQLiteConnection, _ wal: ReplicaWAL) {
+        do {
+            // No busy handler: a TRUNCATE checkpoint must not stall the stream while readers are active.
+            try conn.exec("PRAGMA busy_timeout=0")
+            defer { try? conn.exec("PRAGMA busy_timeout=\(Self.busyTimeoutMillis)") }
+            let r = try conn.checkpoint(.truncate)
+            logger.trace("replica checkpoint", metadata: ["db": "\(path)", "busy": "\(r.busy)"])
+        } catch {
+            logger.warning("replica checkpoint failed", metadata: ["db": "\(path)", "error": "\(error.oneLine)"])
+        }
+        if (try? wal.fileSize()) == 0 {
+            wal.didTruncate()
+            nextCheckpointAt = checkpointFrameThreshold
+        } else {
+            // Readers kept the WAL alive; retry after some more frames rather than after every segment.
+            nextCheckpointAt = wal.frameCount + checkpointFrameThreshold / 4
+        }
+    }
+
+    private func readPositionFile() -> WALPosition? {
+        guard let bytes = try? FileSystem.readSmallFile(meta.positionFile) else { return nil }
+        return WALPosition(parsing: String(decoding: bytes, as: UTF8.self))
+    }
+
+    private func writePositionFile(_ pos: WALPosition) throws {
+        try FileSystem.writeAtomically(meta.positionFile) { fd in try fd.writeAll(Array((pos.description + "\n").utf8)) }
+    }
+}
