@@ -11,7 +11,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db")
-            try H.runWriter(db, count: 1)
+            try H.runWriter(db, rate: 2000, count: 1)
             let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
             var followers: [RunningProcess] = []
             var readers: [ReplicaReader] = []
@@ -37,11 +37,32 @@ extension ReplicationIntegrationTests {
             #expect(H.stop(primary) == 0)
         }
 
+        @Test func sixteenFollowersAtOnce() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("primary.db")
+            try H.runWriter(db, rate: 2000, count: 50)
+            let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
+            var followers: [RunningProcess] = []
+            for i in 1...16 {
+                followers.append(try L.startFollower(sb, local: sb.path("f\(i).db"), url: url, primaryDB: db, name: "f\(i)"))
+            }
+            try H.runWriter(db, rate: 200, count: 400)
+            for i in 1...16 {
+                let problem = L.converge(sb.path("f\(i).db"), to: db)
+                #expect(problem == nil, "\(problem ?? "")\n\(H.tail(followers[i - 1].output))")
+            }
+            // All sixteen were attached at once (each got its own snapshot record from one shared copy).
+            #expect(L.count("stream snapshot:", in: primary) == 16)
+            for f in followers { #expect(H.stop(f) == 0) }
+            #expect(H.stop(primary) == 0)
+        }
+
         @Test func primaryRestartResumesWithoutSnapshotAndANewGenerationResnapshots() throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db"), local = sb.path("replica.db")
-            try H.runWriter(db, count: 200)
+            try H.runWriter(db, rate: 2000, count: 200)
             var (primary, url) = try L.startPrimary(sb, db: db, log: "primary1.log")
             let port = Int(url.split(separator: ":").last ?? "") ?? 0
             let follower = try L.startFollower(sb, local: local, url: url, primaryDB: db, name: "replica")
@@ -59,9 +80,9 @@ extension ReplicationIntegrationTests {
 
             // The database replaced: a new generation, so a new snapshot with the new content.
             H.removeDatabaseFiles(db)
-            try H.runWriter(db, count: 50)
+            try H.runWriter(db, rate: 2000, count: 50)
             (primary, _) = try L.startPrimary(sb, db: db, port: port, log: "primary3.log")
-            try H.runWriter(db, count: 20)
+            try H.runWriter(db, rate: 2000, count: 20)
             let problem2 = L.converge(local, to: db)
             #expect(problem2 == nil, "\(problem2 ?? "")\n\(H.tail(follower.output))")
             #expect(L.count("snapshot applied", in: follower) == 2, "\(H.tail(follower.output))")
@@ -74,7 +95,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db"), local = sb.path("replica.db")
-            try H.runWriter(db, count: 100)
+            try H.runWriter(db, rate: 2000, count: 100)
             let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
             let first = try L.startFollower(sb, local: local, url: url, primaryDB: db, name: "replica-a")
             #expect(L.converge(local, to: db) == nil)
@@ -96,7 +117,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db"), local = sb.path("replica.db")
-            try H.runWriter(db, count: 100)
+            try H.runWriter(db, rate: 2000, count: 100)
             var (primary, url) = try L.startPrimary(sb, db: db, log: "primary1.log")
             let port = Int(url.split(separator: ":").last ?? "") ?? 0
             let follower = try L.startFollower(sb, local: local, url: url, primaryDB: db, name: "replica")
@@ -104,7 +125,7 @@ extension ReplicationIntegrationTests {
             primary.signal(SIGKILL)
             _ = primary.wait(timeout: 10)
             #expect(follower.waitForOutput("stream error, retrying", timeout: 30), "\(H.tail(follower.output))")
-            try H.runWriter(db, count: 100)
+            try H.runWriter(db, rate: 2000, count: 100)
             // Reads keep working on the follower's last state while the primary is away.
             #expect(try H.eventCount(local) == 100)
             #expect(follower.waitForOutput("retrying in 1s", timeout: 30), "backoff did not grow:\n\(H.tail(follower.output))")
@@ -120,7 +141,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db")
-            try H.runWriter(db, count: 10)
+            try H.runWriter(db, rate: 2000, count: 10)
             let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
             let unknown = try L.http(url + "/stream?path=/no/such.db")
             #expect(unknown.status == 404 && unknown.body == "Database not found", "\(unknown)")
@@ -141,7 +162,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db"), local = sb.path("replica.db")
-            try H.runWriter(db, count: 1)
+            try H.runWriter(db, rate: 2000, count: 1)
             // About 16 MB, so a snapshot takes many writes.
             _ = try sqlite(db, "CREATE TABLE blob(b); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 4000) INSERT INTO blob SELECT randomblob(4000) FROM c;")
             let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
@@ -166,7 +187,7 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let source = sb.path("source.db"), local = sb.path("replica.db")
-            try H.runWriter(source, count: 30)
+            try H.runWriter(source, rate: 2000, count: 30)
             _ = try sqlite(source, "PRAGMA wal_checkpoint(TRUNCATE);")
             // A fake primary: a good snapshot of `source`, then a WAL-segment record whose LZ4 payload is damaged.
             let script = sb.path("fake_primary.py")
@@ -190,12 +211,13 @@ extension ReplicationIntegrationTests {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
             let db = sb.path("primary.db"), local = sb.path("replica.db")
-            try H.runWriter(db, count: 20)
+            try H.runWriter(db, rate: 2000, count: 20)
             // The follower (with an app) starts first, while its primary is down: not ready, app not started.
             let port = try freePort()
             let url = "http://127.0.0.1:\(port)"
             let config = try L.followerConfig(sb, local: local, url: url, primaryDB: db, name: "replica", addr: "127.0.0.1:0")
-            let follower = try sb.start(TestSupport.launcher, ["replicate", "-config", config, "-exec", "sleep 600"], log: "replica.log")
+            let follower = try sb.start(TestSupport.launcher, ["replicate", "-config", config, "-exec",
+                                                                    "sh -c 'echo app sees DB=$LITESTREAM_DB_PATH; exec sleep 600'"], log: "replica.log")
             guard let followerURL = L.serverURL(follower) else { throw TestFailure("no serving line:\n\(follower.output)") }
             #expect(follower.waitForOutput("stream error", timeout: 30))
             let before = try L.http(followerURL + "/readyz")
@@ -206,8 +228,12 @@ extension ReplicationIntegrationTests {
             let (primary, _) = try L.startPrimary(sb, db: db, port: port, log: "primary.log",
                                                   extraConfig: "    replicas:\n      - url: \"file://\(sb.path("backup"))\"")
             #expect(follower.waitForOutput("exec process started", timeout: 60), "\(H.tail(follower.output))")
+            #expect(follower.waitForOutput("app sees DB=\(local)\n", timeout: 30), "\(H.tail(follower.output))")
             let after = try L.http(followerURL + "/readyz")
             #expect(after.status == 200, "\(after)")
+            // A follower cannot be chained: its own /stream refuses as upstream's does.
+            let chained = try L.http(followerURL + "/stream?path=\(local)")
+            #expect(chained.status == 503 && chained.body == "No generation available", "\(chained)")
             #expect(L.converge(local, to: db) == nil)
 
             let ready = try L.http(url + "/readyz")

@@ -100,6 +100,7 @@ enum ReplicateCommand {
             ReplicationMetrics.bootstrap()
             let routes = ReplicationRoutes(logger: logger)
             for e in replicator.entries { routes.serve(e.database) }
+            for f in replicator.followers { routes.refuseFollower(f.path) }
             routes.setHealthSource(health)
             let s = try HTTPServer(address: addr, routes: routes, logger: logger)
             logger.info("serving metrics, health and live replication on \(s.url) (/metrics /healthz /readyz /stream)")

@@ -73,6 +73,7 @@ public protocol HealthSource: Sendable {
 /// `/stream`, `/metrics`, `/healthz`, `/readyz`; everything else is Go's 404.
 public final class ReplicationRoutes: HTTPRoutes, Sendable {
     private let databases: Locked<[String: (Database, StreamSnapshotCache)]> = Locked([:])
+    private let followed: Locked<Set<String>> = Locked([])
     private let health: Locked<(any HealthSource)?> = Locked(nil)
     private let logger: Logger
 
@@ -82,6 +83,12 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
     /// Makes `db` available on `/stream` under its path.
     public func serve(_ db: Database) {
         databases.withLock { $0[db.path] = (db, StreamSnapshotCache()) }
+    }
+
+    /// Knows `path` as a database that follows another primary: it cannot be streamed on (chained), so
+    /// `/stream` answers 503 as upstream does for a replica.
+    public func refuseFollower(_ path: String) {
+        followed.withLock { _ = $0.insert(path) }
     }
 
     /// Sets what `/readyz` reports (503 until set).
@@ -113,8 +120,9 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
         case .failure(let response): return response
         case .success(let r): request = r
         }
+        if followed.current.contains(request.path) { return .text(.serviceUnavailable, "No generation available") }
         guard let (db, cache) = databases.current[request.path] else { return .text(.notFound, "Database not found") }
-        let session = StreamSession(db: db, channel: channel, request: request, cache: cache, logger: logger)
-        return session.start()
+        StreamSession(db: db, channel: channel, request: request, cache: cache, logger: logger).start()
+        return nil
     }
 }

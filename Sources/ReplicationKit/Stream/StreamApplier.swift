@@ -317,8 +317,12 @@ public final class StreamApplier: @unchecked Sendable {
     /// Tries to empty the WAL without waiting for readers; SQLITE_BUSY just means "later".
     private func tryCheckpoint(_ conn: SQLiteConnection, _ wal: ReplicaWAL) {
         do {
-            // No busy handler: a TRUNCATE checkpoint must not stall the stream while readers are active.
-            try conn.exec("PRAGMA busy_timeout=0")
+            // A TRUNCATE checkpoint waits for the readers of the moment to finish; the wait is short while the WAL
+            // is small (the stream must not stall) and grows with the WAL, so an app that reads all the time
+            // still lets it shrink: read transactions are short, and new ones read the database file meanwhile.
+            let backlog = wal.frameCount / max(checkpointFrameThreshold, 1)
+            let wait = backlog < 2 ? 20 : backlog < 8 ? 100 : Self.busyTimeoutMillis
+            try conn.exec("PRAGMA busy_timeout=\(wait)")
             defer { try? conn.exec("PRAGMA busy_timeout=\(Self.busyTimeoutMillis)") }
             let r = try conn.checkpoint(.truncate)
             logger.trace("replica checkpoint", metadata: ["db": "\(path)", "busy": "\(r.busy)"])

@@ -51,15 +51,20 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         self.cache = cache
         self.queue = DispatchQueue(label: "launcher.stream.session")
         var l = logger
-        l[metadataKey: "client"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+        let peer = channel.remoteAddress
+        l[metadataKey: "client"] = "\(peer?.ipAddress ?? "?"):\(peer?.port.map(String.init) ?? "?")"
         self.logger = l
     }
 
-    /// Decides between resuming and a snapshot, writes the response head and starts sending.
-    ///
-    /// Returns the error response to send instead when the database has nothing to stream yet.
-    func start() -> SimpleHTTPResponse? {
-        queue.sync { startOnQueue() }
+    /// Decides between resuming and a snapshot, writes the response head and starts sending, on the session's
+    /// queue (building a snapshot takes a while and must not hold up other requests); when the database has
+    /// nothing to stream yet, answers with the error instead.
+    func start() {
+        queue.async { [self] in
+            if let failure = startOnQueue() {
+                HTTPRequestHandler.write(failure, to: channel, version: .http1_1, keepAlive: false)
+            }
+        }
     }
 
     private func startOnQueue() -> SimpleHTTPResponse? {
