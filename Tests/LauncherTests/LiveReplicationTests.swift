@@ -158,6 +158,29 @@ extension ReplicationIntegrationTests {
             #expect(H.stop(primary) == 0)
         }
 
+        @Test func startupErrorsNameTheProblem() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db")
+            func run(_ yaml: String, _ extra: [String] = []) throws -> (status: Int32, output: String) {
+                let config = sb.path("bad.yml")
+                try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+                return try H.launcher(["replicate", "-config", config] + extra, timeout: 30)
+            }
+            let both = try run("dbs:\n  - path: \"\(db)\"\n    upstream:\n      url: http://127.0.0.1:1\n    replicas:\n      - url: file://\(sb.path("r"))\n")
+            #expect(both.status == 1 && both.output.contains("database \(db): follows upstream http://127.0.0.1:1 and also lists replicas"), "\(both.output)")
+            let badURL = try run("dbs:\n  - path: \"\(db)\"\n    upstream:\n      url: ftp://primary\n")
+            #expect(badURL.status == 1 && badURL.output.contains("upstream.url must be an http:// or https:// URL: ftp://primary"), "\(badURL.output)")
+            let noPort = try run("dbs:\n  - path: \"\(db)\"\n", ["-addr", "127.0.0.1"])
+            #expect(noPort.status == 1 && noPort.output.contains("cannot start http server: listen tcp: address 127.0.0.1: missing port in address"), "\(noPort.output)")
+            // A port already taken: the bind error, and no database was touched.
+            let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
+            let taken = try run("dbs:\n  - path: \"\(sb.path("other.db"))\"\n", ["-addr", String(url.dropFirst("http://".count))])
+            #expect(taken.status == 1 && taken.output.contains("cannot start http server: listen tcp \(url.dropFirst("http://".count)): bind: address already in use"), "\(taken.output)")
+            #expect(!FileManager.default.fileExists(atPath: sb.path("other.db-litestream")))
+            #expect(H.stop(primary) == 0)
+        }
+
         @Test func clientVanishingMidSnapshotDisturbsNobody() throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }

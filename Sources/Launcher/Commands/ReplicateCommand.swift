@@ -43,7 +43,7 @@ enum ReplicateCommand {
         var fs = GoFlagSet(name: "replicate")
         ConfigFlags.add(to: &fs)
         fs.string("exec", usage: "Executes a subcommand. Replication stops when the subcommand exits.")
-        fs.string("addr", usage: "HTTP bind address (host:port) for metrics and live read replication.")
+        fs.string("addr", usage: "HTTP bind address (host:port, port 0 = any): /stream for live read replicas,\n/metrics, /healthz, /readyz.")
         fs.custom("shutdown-timeout", default: "10s",
                   usage: "Deadline for the final sync once the subcommand has exited, a Go `duration`\n(without -exec: no deadline unless given).") {
             guard let d = try? GoDuration.parse($0) else { return "parse error" }

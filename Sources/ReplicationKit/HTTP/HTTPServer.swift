@@ -65,7 +65,10 @@ public final class HTTPServer: Sendable {
             channel = try bootstrap.bind(host: host.isEmpty ? "0.0.0.0" : host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
-            throw ReplicationError(.io, "cannot start http server: listen tcp \(address): \(error)")
+            // Go's wording: `listen tcp 127.0.0.1:9090: bind: address already in use`.
+            let cause = (error as? IOError).map { "bind: " + String(cString: strerror($0.errnoCode)).lowercased() }
+                ?? "\(error)"
+            throw ReplicationError(.io, "cannot start http server: listen tcp \(address): \(cause)")
         }
         self.group = group
         self.boundPort = channel.localAddress?.port ?? port
