@@ -19,7 +19,10 @@ public final class StreamApplier: @unchecked Sendable {
     private let meta: MetaDirectory
 
     /// Committed frames after which an apply tries a TRUNCATE checkpoint (tests lower it).
-    var checkpointFrameThreshold = 1000
+    ///
+    /// Every apply makes SQLite re-read the whole WAL (wal-index recovery), so the WAL is kept small: 256 frames
+    /// is 1 MiB at 4 KiB pages, a checkpoint about every second at 100 small transactions a second.
+    var checkpointFrameThreshold = 256
     /// Busy timeout of the applier's connection, in milliseconds (INTERFACES §3.8).
     static let busyTimeoutMillis = 1000
 
@@ -29,7 +32,7 @@ public final class StreamApplier: @unchecked Sendable {
     private var pageSize = 0
     private var position: WALPosition?
     private var snapshot: StreamSnapshotProgress?
-    private var nextCheckpointAt = 1000
+    private var nextCheckpointAt = 256
 
     /// Creates an applier for the database at `path`; nothing is opened until `prepare(pageSize:)`.
     public init(path: String, logger: Logger) {
@@ -245,6 +248,9 @@ public final class StreamApplier: @unchecked Sendable {
         if appended { try walIndex?.invalidate() }
         // Nothing was written through SQLite: the rollback only releases the locks.
         try conn.exec("ROLLBACK")
+        // Rebuild the wal-index now, on this thread: otherwise the app's next reader pays for the recovery, or, if
+        // our next record (a long snapshot download) takes the write lock first, waits for it with SQLITE_BUSY.
+        if appended { _ = try? conn.queryInt("SELECT count(*) FROM sqlite_master") }
     }
 
     private func setFrameHeader(_ wal: ReplicaWAL, page: UInt32, commit: UInt32) {
