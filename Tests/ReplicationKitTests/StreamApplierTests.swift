@@ -441,6 +441,13 @@ struct StreamApplierTests {
         let fresh = try ReplicaEnv("pagesize2")
         let stale = MetaDirectory(databasePath: fresh.path).positionFile
         try WALFixture.write(stale, Array("0123456789abcdef/0000000000000001:0000000000000020\n".utf8))
+        let bootFile = MetaDirectory(databasePath: fresh.path).root + "/boot-id"
+        // Written during an earlier boot of the machine: not trusted.
+        try WALFixture.write(bootFile, Array("00000000-0000-0000-0000-000000000000\n".utf8))
+        #expect(fresh.applier.storedPosition() == nil)
+        // Written during this boot: trusted until prepare finds the database gone.
+        let thisBoot = try String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
+        try WALFixture.write(bootFile, Array(thisBoot.utf8))
         #expect(fresh.applier.storedPosition() != nil)
         try fresh.applier.prepare(pageSize: 1024)
         let c = try SQLiteConnection(path: fresh.path)

@@ -99,6 +99,7 @@ extension Database {
         let seg = try shadow.writeSegment(g, index: index, offset: 0) { write in
             try header.bytes.withUnsafeBytes { try write($0) }
         }
+        noteSegment(seg, generation: g)
         metrics.addShadowBytes(UInt64(header.bytes.count))
         let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
                              header: header, checksum: header.checksumState, lastFrame: nil)
@@ -130,7 +131,7 @@ extension Database {
         let end = scan.committedEnd
         let g = c.position.generation
         do {
-            _ = try shadow.writeSegment(g, index: c.position.index, offset: start) { write in
+            let seg = try shadow.writeSegment(g, index: c.position.index, offset: start) { write in
                 guard try readRealWAL({ fd, _ -> Bool in
                     var running = c.checksum
                     var off = start
@@ -148,6 +149,7 @@ extension Database {
                     throw ReplicationError(.io, "cannot copy to shadow wal: \(meta.walPath) changed while copying")
                 }
             }
+            noteSegment(seg, generation: g)
         } catch {
             throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
         }

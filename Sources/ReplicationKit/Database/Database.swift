@@ -57,6 +57,8 @@ public final class Database: @unchecked Sendable {
     let replicaIndexes = Locked<[ObjectIdentifier: UInt32?]>([:])
     /// Live `/stream` clients attached; while any is, syncs run at the minimum delay (commit-to-visible lag).
     let activeStreams = Locked(0)
+    /// The segments written most recently by this process, in order, with their generation (see `recentSegments`).
+    let recent = Locked<(generation: Generation?, segments: [ShadowSegment])>((nil, []))
 
     deinit { walBuffer?.deallocate() }
 
@@ -88,6 +90,21 @@ public final class Database: @unchecked Sendable {
     public func addObserver(_ o: any ShadowObserver, retainsShadow: Bool = true) {
         onQueue { observers.append(o) }
         if retainsShadow { replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(nil) } }
+    }
+
+    /// The last segments (at most 1,024) this process wrote to the shadow WAL of generation `g`, in order and
+    /// without gaps: stream clients find their next segment here instead of listing directories.
+    public func recentSegments(generation g: Generation) -> [ShadowSegment] {
+        recent.withLock { $0.generation == g ? $0.segments : [] }
+    }
+
+    /// Records a segment just written (called on the queue, in write order).
+    func noteSegment(_ s: ShadowSegment, generation g: Generation) {
+        recent.withLock { r in
+            if r.generation != g { r = (g, []) }
+            r.segments.append(s)
+            if r.segments.count > 1024 { r.segments.removeFirst(r.segments.count - 768) }
+        }
     }
 
     /// Unregisters an observer added with `addObserver` (a stream client that went away).

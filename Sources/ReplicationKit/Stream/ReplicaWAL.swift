@@ -115,18 +115,13 @@ final class ReplicaWAL {
             end = UInt64(walHeaderSize)
         }
         let raw = UnsafeRawBufferPointer(frame)
-        var w = [UInt8]()
-        w.reserveCapacity(16)
-        BigEndian.append(salt1, to: &w)
-        BigEndian.append(salt2, to: &w)
-        w.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: frame[8..<16]).copyMemory(from: $0) }
+        frame.storeBytes(of: salt1.bigEndian, toByteOffset: 8, as: UInt32.self)
+        frame.storeBytes(of: salt2.bigEndian, toByteOffset: 12, as: UInt32.self)
         var sum = pendingChecksum
         sum.update(UnsafeRawBufferPointer(rebasing: raw[0..<8]))
         sum.update(UnsafeRawBufferPointer(rebasing: raw[walFrameHeaderSize...]))
-        w.removeAll(keepingCapacity: true)
-        BigEndian.append(sum.s0, to: &w)
-        BigEndian.append(sum.s1, to: &w)
-        w.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: frame[16..<24]).copyMemory(from: $0) }
+        frame.storeBytes(of: sum.s0.bigEndian, toByteOffset: 16, as: UInt32.self)
+        frame.storeBytes(of: sum.s1.bigEndian, toByteOffset: 20, as: UInt32.self)
         try pwriteAll(raw, at: end)
         pendingChecksum = sum
         pendingEnd = end + UInt64(frameSize)
@@ -135,12 +130,14 @@ final class ReplicaWAL {
     /// Makes the appended frames durable and the new committed end; returns whether any frame was appended.
     ///
     /// The last appended frame must be a commit frame (the caller checks).
+    ///
+    /// Not fsynced: the follower writes its position after the frames, so within one boot the page cache keeps
+    /// them in order, and after a machine crash the applier distrusts its position anyway (see
+    /// `StreamApplier.prepare`), exactly as SQLite's own `synchronous=NORMAL` WAL may lose its tail.
     @discardableResult
     func commit() throws -> Bool {
         guard let end = pendingEnd else { return false }
         guard end != committedEnd else { pendingEnd = nil; return false }
-        // The frames must be on disk before the position file claims them and before any reader can see them.
-        try Syscall.retrying("fdatasync", path: path) { fdatasync(fd.raw) }
         committedEnd = end
         committedChecksum = pendingChecksum
         pendingEnd = nil

@@ -47,6 +47,8 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
     private var errorBody: [UInt8]?
     private var status = 0
     private var appliedThisConnection = 0
+    /// Segments appended since the last publish (made visible at the end of each network read).
+    private var pendingInBatch = 0
 
     /// Creates a follower of `upstreamURL` (any path, query or user info in it is ignored, as upstream does).
     public init(path: String, upstreamURL: String, upstreamPath: String?, logger: Logger) throws {
@@ -124,6 +126,7 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
         errorBody = nil
         status = 0
         appliedThisConnection = 0
+        pendingInBatch = 0
         let local = FileSystem.exists(path) ? applier.storedPosition() : nil
         let url = upstreamBase + "/stream?" + StreamRequest.query(path: upstreamPath, position: local,
                                                                 heartbeat: Self.heartbeatInterval)
@@ -167,11 +170,21 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
         }
         do {
             try consume(bytes)
+            // Everything this read brought becomes visible at once (one batch when the follower is behind).
+            if pendingInBatch > 0 { try publishBatch() }
             return true
         } catch {
             failure = error
             return false
         }
+    }
+
+    private func publishBatch() throws {
+        try applier.flush()
+        appliedThisConnection += pendingInBatch
+        pendingInBatch = 0
+        position.withLock { $0 = applier.storedPosition() }
+        lastAppliedAt.withLock { $0 = Date() }
     }
 
     public func shouldStop() -> Bool { stopping.current }
@@ -210,13 +223,14 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
             guard h.size == 0 else { throw ReplicationError(.corrupt, "heartbeat record with a payload") }
             return
         case .snapshot:
+            if pendingInBatch > 0 { try publishBatch() }
             logger.info("receiving snapshot: pos=\(h.position) size=\(h.size)")
             try applier.beginSnapshot(h)
         case .walSegment:
             guard h.size > 0, h.size <= 1 << 30 else {
                 throw ReplicationError(.corrupt, "wal segment record of \(h.size) bytes")
             }
-            segment = []
+            segment.removeAll(keepingCapacity: true)
             segment.reserveCapacity(Int(h.size))
         }
         record = h
@@ -235,9 +249,13 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
             isReady.withLock { $0 = true }
             logger.info("snapshot applied: pos=\(h.position)")
         case .walSegment:
-            let applied = try segment.withUnsafeBytes { try applier.applySegment(h, compressed: $0) }
-            segment = []
-            if applied { logger.debug("wal segment applied: \(h.position)") }
+            let applied = try segment.withUnsafeBytes { try applier.applySegment(h, compressed: $0, publish: false) }
+            segment.removeAll(keepingCapacity: true)
+            if applied {
+                pendingInBatch += 1
+                logger.trace("wal segment received: \(h.position)")
+            }
+            return
         }
         appliedThisConnection += 1
         position.withLock { $0 = applier.storedPosition() }

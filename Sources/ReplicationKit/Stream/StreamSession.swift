@@ -144,37 +144,32 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             end(reason: "generation changed to \(current.generation.name)")
             return
         }
-        let shadow = ShadowWAL(meta: db.meta)
         var queued = 0
         do {
             var prev = lastSent
-            for index in (prev?.index ?? startAt.index)...max(current.index, prev?.index ?? startAt.index) {
-                var segments: [ShadowSegment] = []
-                do { segments = try shadow.segments(g, index: index) } catch let e as ReplicationError where e.code == .notFound {}
-                for seg in segments {
-                    if queued >= 64 { break }
-                    if let p = prev {
-                        if seg.index == p.index && seg.offset <= p.offset { continue }
-                        // Segments of one index are contiguous; a new index must follow directly and start at 0.
-                        guard seg.index == p.index || (seg.index == p.index + 1 && seg.offset == 0) else {
-                            return end(reason: "shadow WAL index \(Hex.format(p.index + 1, width: 16)) is not available")
-                        }
-                    } else {
-                        if seg.index == startAt.index && seg.offset < startAt.offset { continue }
-                        // The first segment sent starts exactly where the client (or its snapshot) ends.
-                        guard (seg.index == startAt.index && seg.offset == startAt.offset)
-                                || (seg.index == startAt.index + 1 && seg.offset == 0) else {
-                            return end(reason: "no shadow segment at \(g.name)/\(Hex.format(startAt.index, width: 16)):\(Hex.format(startAt.offset, width: 16))")
-                        }
+            for seg in try candidates(g, current: current) {
+                if queued >= 64 { break }
+                if let p = prev {
+                    if seg.index < p.index || (seg.index == p.index && seg.offset <= p.offset) { continue }
+                    // Segments of one index are contiguous; a new index must follow directly and start at 0.
+                    guard seg.index == p.index || (seg.index == p.index + 1 && seg.offset == 0) else {
+                        return end(reason: "shadow WAL index \(Hex.format(p.index + 1, width: 16)) is not available")
                     }
-                    let fd = try FileDescriptor.openForReading(seg.path)
-                    let header = StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index, offset: seg.offset,
-                                                    size: try fd.size())
-                    outgoing.append(.segment(header: header, fd: fd))
-                    prev = (seg.index, seg.offset)
-                    lastSent = prev
-                    queued += 1
+                } else {
+                    if seg.index < startAt.index || (seg.index == startAt.index && seg.offset < startAt.offset) { continue }
+                    // The first segment sent starts exactly where the client (or its snapshot) ends.
+                    guard (seg.index == startAt.index && seg.offset == startAt.offset)
+                            || (seg.index == startAt.index + 1 && seg.offset == 0) else {
+                        return end(reason: "no shadow segment at \(g.name)/\(Hex.format(startAt.index, width: 16)):\(Hex.format(startAt.offset, width: 16))")
+                    }
                 }
+                let fd = try FileDescriptor.openForReading(seg.path)
+                let header = StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index, offset: seg.offset,
+                                                size: try fd.size())
+                outgoing.append(.segment(header: header, fd: fd))
+                prev = (seg.index, seg.offset)
+                lastSent = prev
+                queued += 1
             }
         } catch {
             return end(reason: "read shadow WAL: \(error.oneLine)")
@@ -184,6 +179,23 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             drive()
             if queued >= 64 { queue.async { self.pump() } }
         }
+    }
+
+    /// Segments that may come next, in order: from the database's list of recently written segments when the
+    /// last one sent (or the start) is in it, which costs no system call; else from listing the shadow WAL.
+    private func candidates(_ g: Generation, current: WALPosition) throws -> [ShadowSegment] {
+        let recent = db.recentSegments(generation: g)
+        let anchor = lastSent ?? startAt
+        if let i = recent.firstIndex(where: { $0.index == anchor.index && $0.offset == anchor.offset }) {
+            return Array(recent[(lastSent == nil ? i : i + 1)...])
+        }
+        let shadow = ShadowWAL(meta: db.meta)
+        var out: [ShadowSegment] = []
+        for index in anchor.index...max(current.index, anchor.index) {
+            out += try shadow.segments(g, index: index)
+            if out.count > 256 { break }
+        }
+        return out
     }
 
     /// Writes the next chunk of `outgoing` unless a write is in flight; pumps for more once everything is out.
