@@ -192,6 +192,16 @@ extension Database {
         let key = CleanKey(generation: cursor?.position.generation, index: cursor?.position.index,
                            replicaIndexes: replicaIndexes.current.values.map { $0 }.sorted { ($0 ?? 0) < ($1 ?? 0) })
         if key == lastClean { return }
+        // Every outcome below depends only on the key (and on the disk, which only we change), so the early
+        // returns are remembered too; a failure forgets it so the next sync retries.
+        lastClean = key
+        do { try cleanShadow() } catch {
+            lastClean = nil
+            throw error
+        }
+    }
+
+    private func cleanShadow() throws {
         let current = try shadow.currentGeneration()
         for name in try shadow.removeGenerations(except: current) {
             logger.debug("removed old shadow generation \(name)")
@@ -211,6 +221,5 @@ extension Database {
             try shadow.removeIndex(g, index)
             logger.debug("remove shadow index: \(g.name)/\(Hex.format(index, width: 16))")
         }
-        lastClean = key
     }
 }

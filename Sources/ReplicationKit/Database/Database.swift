@@ -44,6 +44,7 @@ public final class Database: @unchecked Sendable {
     var observers: [any ShadowObserver] = []
     var lastClean: CleanKey?
     var walBuffer: UnsafeMutableRawBufferPointer?  // scratch for WAL reads, reused by every sync
+    var walFile: (fd: FileDescriptor, id: (UInt64, UInt64))?  // the real -wal, kept open (see readRealWAL)
     var activeSnapshots = 0
     var closed = false
 
@@ -99,11 +100,18 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Records a segment just written (called on the queue, in write order).
+    ///
+    /// The bytes of the newest segments stay in memory, 4 MiB at most; older entries keep only their path.
     func noteSegment(_ s: ShadowSegment, generation g: Generation) {
         recent.withLock { r in
             if r.generation != g { r = (g, []) }
             r.segments.append(s)
             if r.segments.count > 1024 { r.segments.removeFirst(r.segments.count - 768) }
+            var kept = 0
+            for i in r.segments.indices.reversed() {
+                guard let c = r.segments[i].compressed else { continue }
+                if kept + c.count > 4 << 20 { r.segments[i].compressed = nil } else { kept += c.count }
+            }
         }
     }
 
@@ -208,6 +216,7 @@ public final class Database: @unchecked Sendable {
         // The raw descriptor is closed last: closing it while SQLite holds POSIX locks would drop them.
         try? databaseFD?.close()
         databaseFD = nil
+        walFile = nil
         cursor = nil
         restartProofHeader = nil
         publishedPosition.withLock { $0 = nil }

@@ -9,6 +9,13 @@ public struct ShadowSegment: Sendable, Equatable {
     public var offset: UInt64
     /// Path of the compressed segment file.
     public var path: String
+    /// The file's content, when the segment was just written and is small (kept for live stream clients).
+    public var compressed: [UInt8]? = nil
+
+    /// Segments are the same when they name the same file (the in-memory copy is a cache).
+    public static func == (a: ShadowSegment, b: ShadowSegment) -> Bool {
+        a.index == b.index && a.offset == b.offset && a.path == b.path
+    }
 }
 
 /// The local, LZ4-compressed staging copy of the WAL (`<db>-litestream/generations/<g>/wal/<i>/<o>.wal.lz4`).
@@ -21,6 +28,9 @@ public struct ShadowWAL: Sendable {
     public var fileMode: mode_t = 0o600
     /// Mode for directories created under the metadata directory.
     public var directoryMode: mode_t = 0o700
+
+    /// Largest compressed segment whose bytes `writeSegment` returns along with the file.
+    static let inMemoryLimit = 64 * 1024
 
     /// Creates the shadow WAL view for a database.
     public init(meta: MetaDirectory) { self.meta = meta }
@@ -79,8 +89,15 @@ public struct ShadowWAL: Sendable {
         let path = meta.segmentPath(g, index, offset)
         let tmp = path + ".tmp"
         let fd = try FileDescriptor.create(tmp, mode: fileMode)
+        // Small segments are also kept in memory for live stream clients (saves them opening the file).
+        var copy: [UInt8]? = []
         do {
-            let encoder = try LZ4FrameEncoder { try fd.writeAll($0) }
+            let encoder = try LZ4FrameEncoder { bytes in
+                try fd.writeAll(bytes)
+                if copy != nil {
+                    if copy!.count + bytes.count <= Self.inMemoryLimit { copy!.append(contentsOf: bytes) } else { copy = nil }
+                }
+            }
             try body { try encoder.write($0) }
             try encoder.finish()
             try fd.close()
@@ -90,7 +107,7 @@ public struct ShadowWAL: Sendable {
             try? FileSystem.remove(tmp)
             throw error
         }
-        return ShadowSegment(index: index, offset: offset, path: path)
+        return ShadowSegment(index: index, offset: offset, path: path, compressed: copy)
     }
 
     /// Flushes the given segment files and their directories to stable storage.

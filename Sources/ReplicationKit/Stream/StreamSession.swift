@@ -163,10 +163,16 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
                         return end(reason: "no shadow segment at \(g.name)/\(Hex.format(startAt.index, width: 16)):\(Hex.format(startAt.offset, width: 16))")
                     }
                 }
-                let fd = try FileDescriptor.openForReading(seg.path)
-                let header = StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index, offset: seg.offset,
-                                                size: try fd.size())
-                outgoing.append(.segment(header: header, fd: fd))
+                if let bytes = seg.compressed {
+                    let header = StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index, offset: seg.offset,
+                                                    size: UInt64(bytes.count))
+                    outgoing.append(.bytes(header.encoded() + bytes))
+                } else {
+                    let fd = try FileDescriptor.openForReading(seg.path)
+                    let header = StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index, offset: seg.offset,
+                                                    size: try fd.size())
+                    outgoing.append(.segment(header: header, fd: fd))
+                }
                 prev = (seg.index, seg.offset)
                 lastSent = prev
                 queued += 1
@@ -186,7 +192,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     private func candidates(_ g: Generation, current: WALPosition) throws -> [ShadowSegment] {
         let recent = db.recentSegments(generation: g)
         let anchor = lastSent ?? startAt
-        if let i = recent.firstIndex(where: { $0.index == anchor.index && $0.offset == anchor.offset }) {
+        if let i = recent.lastIndex(where: { $0.index == anchor.index && $0.offset == anchor.offset }) {
             return Array(recent[(lastSent == nil ? i : i + 1)...])
         }
         let shadow = ShadowWAL(meta: db.meta)

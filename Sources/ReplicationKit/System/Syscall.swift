@@ -19,6 +19,17 @@ enum Syscall {
         }
     }
 
+    /// `stat(2)` into `st`; false when nothing exists at `path`.
+    static func statOrNil(_ path: String, _ st: inout stat) throws -> Bool {
+        while true {
+            if stat(path, &st) == 0 { return true }
+            let e = errno
+            if e == EINTR { continue }
+            if e == ENOENT || e == ENOTDIR { return false }
+            throw error("stat", path: path, errno: e)
+        }
+    }
+
     /// Builds the user-facing error for a failed system call.
     static func error(_ what: String, path: String, errno e: Int32) -> ReplicationError {
         let text = String(cString: strerror(e))
