@@ -49,8 +49,16 @@ public final class SQLiteConnection {
             throw ReplicationError(.sqlite, "open \(path): \(msg)")
         }
         handle = db
-        sqlite3_busy_timeout(db, busyTimeout)
+        rk_sqlite_set_busy_timeout(db!, busyTimeout)
         sqlite3_extended_result_codes(db, 1)
+    }
+
+    /// Waits up to `millis` for a lock before SQLITE_BUSY (0: fail at once), retrying every 100 µs at first.
+    ///
+    /// SQLite's own `busy_timeout` sleeps in growing steps (1, 2, 5, 10 … 100 ms), so a lock held for a
+    /// couple of milliseconds could cost a hundred; the live replica's apply path cannot afford that.
+    public func setBusyTimeout(_ millis: Int32) {
+        if let h = handle { rk_sqlite_set_busy_timeout(h, millis) }
     }
 
     deinit { close() }

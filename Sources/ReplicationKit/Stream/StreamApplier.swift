@@ -356,8 +356,8 @@ public final class StreamApplier: @unchecked Sendable {
             // still lets it shrink: read transactions are short, and new ones read the database file meanwhile.
             let backlog = wal.frameCount / max(checkpointFrameThreshold, 1)
             let wait = backlog < 2 ? 20 : backlog < 8 ? 100 : Self.busyTimeoutMillis
-            try conn.exec("PRAGMA busy_timeout=\(wait)")
-            defer { try? conn.exec("PRAGMA busy_timeout=\(Self.busyTimeoutMillis)") }
+            conn.setBusyTimeout(Int32(wait))
+            defer { conn.setBusyTimeout(Int32(Self.busyTimeoutMillis)) }
             let r = try conn.checkpoint(.truncate)
             logger.trace("replica checkpoint", metadata: ["db": "\(path)", "busy": "\(r.busy)"])
         } catch {

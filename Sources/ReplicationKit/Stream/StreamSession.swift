@@ -84,6 +84,11 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         if let p = request.position, canResume(from: p, current: current) {
             startAt = (p.index, p.offset)
         } else {
+            if let p = request.position {
+                logger.info(p.generation != current.generation
+                    ? "stream generation mismatch, using primary position: client.pos=\(p)"
+                    : "stream position no longer available, using primary position: client.pos=\(p)")
+            }
             do {
                 snapshot = try cache.snapshot(of: db)
             } catch {
@@ -267,7 +272,6 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     /// Ends the response (the client will reconnect) and releases everything.
     private func end(reason: String) {
         guard !closed else { return }
-        logger.info("stream closed: \(reason)")
         channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { [channel] _ in channel.close(promise: nil) }
         teardown(reason: reason)
     }
@@ -281,6 +285,6 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         db.removeObserver(self)
         db.activeStreams.withLock { $0 -= 1 }
         Gauge(label: "litestream_stream_clients", dimensions: [("db", db.path)]).record(db.activeStreams.current)
-        logger.debug("stream session ended: \(reason)")
+        logger.info("stream disconnected: \(reason)")
     }
 }
