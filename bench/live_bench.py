@@ -787,7 +787,7 @@ def main():
     ap.add_argument("--venv", default=os.path.join(ROOT, ".venv-bench-0.5"))
     ap.add_argument("--cpu-reps", type=int, default=2, help="0/4-follower CPU measurements, alternately")
     ap.add_argument("--skip-upstream", action="store_true")
-    ap.add_argument("--only-s1", action="store_true", help="only scenario 1 (1 follower, 100 tx/s), printed, not written")
+    ap.add_argument("--only", choices=["s1", "s2"], help="only scenario 1 (1 follower, 100 tx/s) or 2 (4 followers, 5,000 tx/s); printed, not written")
     ap.add_argument("--out", help="Markdown output (default bench/RESULTS-live.md; --quick writes only with --out)")
     ap.add_argument("--same-process-writer", action="store_true",
                     help="scenario 2: write from a thread of this process too (default: a child process)")
@@ -814,9 +814,13 @@ def main():
     run = Run()
     t_start = time.monotonic()
 
+    if a.only == "s2":
+        log(f"2/4 commit-to-visible lag: 4 followers, 5,000 tx/s, {d['s2']} s")
+        ours_lag(run, exe, "s2", 4, 5000, d["s2"], d["deadline"], child=not a.same_process_writer)
+        return 0
     log(f"1/4 commit-to-visible lag: 1 follower, 100 tx/s, {d['s1']} s")
     ours_lag(run, exe, "s1", 1, 100, d["s1"], d["deadline"])
-    if a.only_s1:
+    if a.only == "s1":
         return 0
     log(f"1b/4 the same for {d['s4']} s with a reader that opens a new connection per poll (the 0.5.17 method)")
     ours_lag(run, exe, "s1r", 1, 100, d["s4"], d["deadline"], reconnect=True)

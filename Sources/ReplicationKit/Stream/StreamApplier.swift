@@ -29,6 +29,8 @@ public final class StreamApplier: @unchecked Sendable {
     private var connection: SQLiteConnection?
     private var wal: ReplicaWAL?
     private var walIndex: ReplicaWALIndex?
+    /// The position file, kept open and rewritten in place (its text has a fixed length).
+    private var positionFD: FileDescriptor?
     private var pageSize = 0
     private var position: WALPosition?
     /// End of the segments appended but not yet published (a batch, see `applySegment(_:compressed:publish:)`).
@@ -102,6 +104,7 @@ public final class StreamApplier: @unchecked Sendable {
         self.pageSize = pageSize
         position = readPositionFile()
         try checkBoot()
+        positionFD = try FileDescriptor.open(meta.positionFile, flags: O_RDWR | O_CREAT, mode: 0o600)
         nextCheckpointAt = checkpointFrameThreshold
         logger.debug("stream applier prepared", metadata: [
             "db": "\(path)", "position": "\(position.map { "\($0)" } ?? "none")",
@@ -247,6 +250,8 @@ public final class StreamApplier: @unchecked Sendable {
         wal = nil
         try? walIndex?.close()
         walIndex = nil
+        try? positionFD?.close()
+        positionFD = nil
     }
 
     // MARK: - Steps
@@ -377,17 +382,20 @@ public final class StreamApplier: @unchecked Sendable {
         return WALPosition(parsing: String(decoding: bytes, as: UTF8.self))
     }
 
-    /// Replaces the position file (temp file and rename, not fsynced: see `checkBoot`).
+    /// Rewrites the position file in place: one `pwrite` of a fixed-length line (`G/I:O`, 16 hex digits each).
+    ///
+    /// Not fsynced (see `checkBoot`); within one boot a reader of the file never sees a torn line, since the
+    /// page cache applies a small write at once, and only this process writes it.
     private func writePositionFile(_ pos: WALPosition) throws {
-        let tmp = meta.positionFile + ".tmp"
-        let fd = try FileDescriptor.create(tmp)
-        do {
-            try fd.writeAll(Array((pos.description + "\n").utf8))
-            try fd.close()
-            try FileSystem.rename(tmp, to: meta.positionFile)
-        } catch {
-            try? fd.close()
-            throw error
+        let line = Array((pos.description + "\n").utf8)
+        guard let fd = positionFD else { throw ReplicationError(.io, "stream applier for \(path) used before prepare") }
+        try line.withUnsafeBytes { b in
+            var done = 0
+            while done < b.count {
+                done += try Syscall.retrying("write", path: meta.positionFile) {
+                    pwrite(fd.raw, b.baseAddress! + done, b.count - done, off_t(done))
+                }
+            }
         }
     }
 
