@@ -50,7 +50,11 @@ extension Database {
         let sqliteMode: CheckpointMode = mode == .passive ? .passive : .full
         let result: CheckpointResult
         do {
-            result = try writer.checkpoint(sqliteMode)
+            if sqliteMode == .passive {
+                result = try writer.checkpoint(.passive)
+            } else {
+                result = try fullCheckpoint(writer)
+            }
         } catch {
             throw (error as? ReplicationError)?.wrapped("checkpoint: mode=\(mode)") ?? error
         }
@@ -67,5 +71,33 @@ extension Database {
             }
         }
         try verifyAndCopy()
+    }
+
+    /// SQLite's FULL checkpoint, with our read guard kept out of its way.
+    ///
+    /// FULL takes the writer lock, then waits until every reader is on the newest snapshot. The guard was moved
+    /// to the newest snapshot just before, but an application commit in between leaves it one behind, and FULL
+    /// would wait on it for the whole busy timeout while the application's writers are blocked (about a second
+    /// at sustained write rates). So while it waits, the guard is moved forward again and what was committed is
+    /// copied, in the same order as every sync (hand-over without a gap, then the copy), which keeps the
+    /// guard's proof that no WAL restart can lose a frame.
+    private func fullCheckpoint(_ writer: SQLiteConnection) throws -> CheckpointResult {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(options.busyTimeoutMilliseconds))
+        var guardError: (any Error)?
+        let result = try writer.checkpoint(.full) { attempt in
+            if attempt % 4 == 0 && guardError == nil {
+                do {
+                    try refreshReadLock()
+                    try copyFrames()
+                } catch {
+                    guardError = error
+                }
+            }
+            guard ContinuousClock.now < deadline else { return false }
+            usleep(attempt < 20 ? 100 : 1000)
+            return true
+        }
+        if let e = guardError { throw e }
+        return result
     }
 }

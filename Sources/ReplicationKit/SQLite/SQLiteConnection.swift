@@ -30,6 +30,8 @@ public final class SQLiteConnection {
     private var handle: OpaquePointer?
     /// The database file this connection opened.
     public let path: String
+    /// The busy timeout in force, in milliseconds.
+    private var busyTimeoutMillis: Int32 = 1000
 
     /// Opens `path`. `create` allows creating a missing file; the busy timeout is in milliseconds.
     ///
@@ -49,6 +51,7 @@ public final class SQLiteConnection {
             throw ReplicationError(.sqlite, "open \(path): \(msg)")
         }
         handle = db
+        busyTimeoutMillis = busyTimeout
         rk_sqlite_set_busy_timeout(db!, busyTimeout)
         sqlite3_extended_result_codes(db, 1)
     }
@@ -58,6 +61,7 @@ public final class SQLiteConnection {
     /// SQLite's own `busy_timeout` sleeps in growing steps (1, 2, 5, 10 … 100 ms), so a lock held for a
     /// couple of milliseconds could cost a hundred; the live replica's apply path cannot afford that.
     public func setBusyTimeout(_ millis: Int32) {
+        busyTimeoutMillis = millis
         if let h = handle { rk_sqlite_set_busy_timeout(h, millis) }
     }
 
@@ -154,6 +158,29 @@ public final class SQLiteConnection {
         throw error(rc, "checkpoint(\(mode))")
     }
 
+    /// Runs a checkpoint whose waits for locks call `onBusy(attempt)` instead of the busy timeout; `onBusy`
+    /// returns false to give up (SQLITE_BUSY is then reported as `busy`). The busy timeout is restored after.
+    public func checkpoint(_ mode: CheckpointMode, onBusy: (Int32) -> Bool) throws -> CheckpointResult {
+        try withoutActuallyEscaping(onBusy) { body in
+            let box = BusyBox(body)
+            let context = Unmanaged.passUnretained(box).toOpaque()
+            sqlite3_busy_handler(db, { ctx, count in
+                Unmanaged<BusyBox>.fromOpaque(ctx!).takeUnretainedValue().body(count) ? 1 : 0
+            }, context)
+            defer {
+                rk_sqlite_set_busy_timeout(db, busyTimeoutMillis)
+                withExtendedLifetime(box) {}
+            }
+            return try checkpoint(mode)
+        }
+    }
+
     /// Whether the connection is inside an explicit transaction.
     public var inTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
+}
+
+/// Carries a busy callback through SQLite's `void *` context.
+private final class BusyBox {
+    let body: (Int32) -> Bool
+    init(_ body: @escaping (Int32) -> Bool) { self.body = body }
 }
