@@ -96,7 +96,7 @@ extension Database {
             throw (error as? ReplicationError)?.wrapped("cannot init shadow wal: \(meta.walPath)") ?? error
         }
         restartProofHeader = nil
-        let seg = try shadow.writeSegment(g, index: index, offset: 0) { write in
+        let seg = try shadow.writeSegment(g, index: index, offset: 0, keepCopy: activeStreams.current > 0) { write in
             try header.bytes.withUnsafeBytes { try write($0) }
         }
         noteSegment(seg, generation: g)
@@ -131,7 +131,9 @@ extension Database {
         let end = scan.committedEnd
         let g = c.position.generation
         do {
-            let seg = try shadow.writeSegment(g, index: c.position.index, offset: start) { write in
+            // Stream clients get small segments from memory; without any, no copy is kept.
+            let seg = try shadow.writeSegment(g, index: c.position.index, offset: start,
+                                              keepCopy: activeStreams.current > 0) { write in
                 guard try readRealWAL({ fd, _ -> Bool in
                     var running = c.checksum
                     var off = start

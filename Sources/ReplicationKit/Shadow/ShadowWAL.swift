@@ -79,10 +79,11 @@ public struct ShadowWAL: Sendable {
         }.sorted { $0.offset < $1.offset }
     }
 
-    /// Writes a segment from `bytes` (raw WAL bytes starting at `offset`): compress to `.tmp`, rename.
+    /// Writes a segment from `bytes` (raw WAL bytes starting at `offset`): compress to `.tmp`, rename. With
+    /// `keepCopy` the returned segment also carries the compressed bytes when they are small.
     ///
     /// Durability is deferred: `makeDurable` fsyncs segments before a replica uploads them.
-    public func writeSegment(_ g: Generation, index: UInt32, offset: UInt64,
+    public func writeSegment(_ g: Generation, index: UInt32, offset: UInt64, keepCopy: Bool = false,
                              body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> ShadowSegment {
         let dir = meta.indexDir(g, index)
         try FileSystem.makeDirectories(dir, mode: directoryMode)
@@ -90,7 +91,7 @@ public struct ShadowWAL: Sendable {
         let tmp = path + ".tmp"
         let fd = try FileDescriptor.create(tmp, mode: fileMode)
         // Small segments are also kept in memory for live stream clients (saves them opening the file).
-        var copy: [UInt8]? = []
+        var copy: [UInt8]? = keepCopy ? [] : nil
         do {
             let encoder = try LZ4FrameEncoder { bytes in
                 try fd.writeAll(bytes)

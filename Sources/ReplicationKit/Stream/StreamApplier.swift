@@ -52,9 +52,7 @@ public final class StreamApplier: @unchecked Sendable {
     /// Before `prepare`, a position written during an earlier boot of the machine counts as none (see `checkBoot`).
     public func storedPosition() -> WALPosition? {
         if connection != nil { return position }
-        let recorded = (try? FileSystem.readSmallFile(meta.root + "/boot-id")).flatMap { $0 }
-            .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
-        guard recorded == Self.bootID() else { return nil }
+        guard recordedBootID() == Self.bootID() else { return nil }
         return readPositionFile()
     }
 
@@ -405,8 +403,7 @@ public final class StreamApplier: @unchecked Sendable {
     /// written during an earlier boot is not trusted: the next connection takes a fresh snapshot.
     private func checkBoot() throws {
         let current = Self.bootID()
-        let recorded = (try? FileSystem.readSmallFile(meta.root + "/boot-id")).flatMap { $0 }
-            .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+        let recorded = recordedBootID()
         if recorded == current { return }
         if position != nil, recorded != nil {
             logger.warning("the machine restarted since the stored position was written; a fresh snapshot will be taken",
@@ -417,6 +414,12 @@ public final class StreamApplier: @unchecked Sendable {
             position = nil
         }
         try FileSystem.writeAtomically(meta.root + "/boot-id") { fd in try fd.writeAll(Array((current + "\n").utf8)) }
+    }
+
+    /// The boot the stored position was written in (`<db>-litestream/boot-id`), nil when unknown.
+    private func recordedBootID() -> String? {
+        (try? FileSystem.readSmallFile(meta.root + "/boot-id")).flatMap { $0 }
+            .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
     /// This boot's identity (`/proc/sys/kernel/random/boot_id`).
