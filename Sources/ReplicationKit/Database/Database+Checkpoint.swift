@@ -4,19 +4,11 @@ extension Database {
     /// Applies the checkpoint policy after a sync (REPLICATION §6.8).
     func checkpointIfNeeded() throws {
         guard let c = cursor, activeSnapshots == 0 else { return }
-        // The database's age only matters when the WAL holds frames but is below the page thresholds; the stat
-        // is skipped otherwise (this runs after every sync).
-        let ageMatters = CheckpointPolicy.decide(offset: c.position.offset, pageSize: pageSize, databaseAge: .zero,
-                                                 options: options) == nil
-            && CheckpointPolicy.decide(offset: c.position.offset, pageSize: pageSize, databaseAge: .seconds(1 << 40),
-                                       options: options) != nil
-        var age = Duration.zero
-        if ageMatters {
+        guard let mode = try CheckpointPolicy.decide(offset: c.position.offset, pageSize: pageSize, options: options,
+                                                     databaseAge: {
             let modified = try FileSystem.info(path)?.modified ?? Date()
-            age = .milliseconds(Int64(Date().timeIntervalSince(modified) * 1000))
-        }
-        guard let mode = CheckpointPolicy.decide(offset: c.position.offset, pageSize: pageSize,
-                                                 databaseAge: age, options: options) else { return }
+            return .milliseconds(Int64(Date().timeIntervalSince(modified) * 1000))
+        }) else { return }
         try checkpointOnQueue(mode)
     }
 

@@ -32,11 +32,18 @@ public enum CheckpointPolicy {
     ///   - databaseAge: time since the database file was last modified.
     public static func decide(offset: UInt64, pageSize: Int, databaseAge: Duration,
                               options: DatabaseOptions) -> CheckpointMode? {
+        decide(offset: offset, pageSize: pageSize, options: options) { databaseAge }
+    }
+
+    /// The same, asking for the database's age only when the decision depends on it (it costs a `stat`, and the
+    /// policy runs after every sync).
+    public static func decide(offset: UInt64, pageSize: Int, options: DatabaseOptions,
+                              databaseAge: () throws -> Duration) rethrows -> CheckpointMode? {
         func walSize(_ pages: Int) -> UInt64 { UInt64(walHeaderSize) + UInt64(pages) * UInt64(walFrameHeaderSize + pageSize) }
         // Past the maximum: a blocking checkpoint that also shrinks the WAL file (see Database.checkpoint).
         if options.maxCheckpointPageCount > 0 && offset >= walSize(options.maxCheckpointPageCount) { return .truncate }
         if offset >= walSize(options.minCheckpointPageCount) { return .passive }
-        if options.checkpointInterval > .zero && databaseAge > options.checkpointInterval && offset > walSize(1) {
+        if options.checkpointInterval > .zero && offset > walSize(1), try databaseAge() > options.checkpointInterval {
             return .passive
         }
         return nil

@@ -97,7 +97,7 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
     public func respond(method: HTTPMethod, path: String, query: [String: String]) -> SimpleHTTPResponse {
         switch path {
         case "/metrics":
-            return SimpleHTTPResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
+            return SimpleHTTPResponse(status: .ok, contentType: ReplicationMetrics.contentType,
                                       body: ReplicationMetrics.exposition())
         case "/healthz":
             return SimpleHTTPResponse(status: .ok, contentType: "application/json", body: Array("{\"status\":\"ok\"}\n".utf8))

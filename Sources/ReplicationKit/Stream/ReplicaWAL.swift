@@ -170,7 +170,7 @@ final class ReplicaWAL {
         guard outboxUsed > 0 else { return }
         let n = outboxUsed
         outboxUsed = 0
-        try pwriteAll(UnsafeRawBufferPointer(rebasing: outbox[0..<n]), at: outboxStart)
+        try fd.pwriteAll(UnsafeRawBufferPointer(rebasing: outbox[0..<n]), at: outboxStart)
     }
 
     /// Closes the file.
@@ -193,18 +193,8 @@ final class ReplicaWAL {
         h.withUnsafeBytes { sum.update($0) }
         BigEndian.append(sum.s0, to: &h)
         BigEndian.append(sum.s1, to: &h)
-        try h.withUnsafeBytes { try pwriteAll($0, at: 0) }
+        try h.withUnsafeBytes { try fd.pwriteAll($0, at: 0) }
         pendingChecksum = sum
-    }
-
-    private func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        guard let base = bytes.baseAddress else { return }
-        var done = 0
-        while done < bytes.count {
-            done += try Syscall.retrying("write", path: path) {
-                pwrite(fd.raw, base + done, bytes.count - done, off_t(offset) + off_t(done))
-            }
-        }
     }
 }
 

@@ -387,14 +387,7 @@ public final class StreamApplier: @unchecked Sendable {
     private func writePositionFile(_ pos: WALPosition) throws {
         let line = Array((pos.description + "\n").utf8)
         guard let fd = positionFD else { throw ReplicationError(.io, "stream applier for \(path) used before prepare") }
-        try line.withUnsafeBytes { b in
-            var done = 0
-            while done < b.count {
-                done += try Syscall.retrying("write", path: meta.positionFile) {
-                    pwrite(fd.raw, b.baseAddress! + done, b.count - done, off_t(done))
-                }
-            }
-        }
+        try line.withUnsafeBytes { try fd.pwriteAll($0, at: 0) }
     }
 
     /// Nothing on the follower is fsynced per record (it would cap a follower at a few hundred records a second on

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Foundation
 import Logging
-import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -23,6 +22,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     private let cache: StreamSnapshotCache
     private let request: StreamRequest
     private let wakePending = Locked(false)
+    private let metrics: StreamMetrics
 
     // Confined to `queue`.
     private var generation: Generation?
@@ -49,6 +49,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         self.channel = channel
         self.request = request
         self.cache = cache
+        self.metrics = StreamMetrics.for(path: db.path)
         self.queue = DispatchQueue(label: "launcher.stream.session")
         var l = logger
         let peer = channel.remoteAddress
@@ -75,8 +76,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         // Registered before anything is listed, so no segment written meanwhile goes unnoticed.
         db.addObserver(self, retainsShadow: false)
         db.activeStreams.withLock { $0 += 1 }
-        Gauge(label: "litestream_stream_clients", dimensions: [("db", db.path)])
-            .record(db.activeStreams.current)
+        metrics.clients.record(db.activeStreams.current)
         channel.closeFuture.whenComplete { [self] _ in queue.async { self.teardown(reason: "client disconnected") } }
 
         generation = current.generation
@@ -112,7 +112,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
                                             offset: s.position.offset, size: s.size)
             outgoing.append(.bytes(header.encoded()))
             outgoing.append(.file(s, offset: 0, end: s.size))
-            Counter(label: "litestream_stream_snapshot_total", dimensions: [("db", db.path)]).increment()
+            metrics.snapshots.increment()
             logger.info("stream snapshot: pos=\(s.position) size=\(s.size)")
         }
         if let h = request.heartbeat { startHeartbeat(every: h) }
@@ -186,7 +186,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             return end(reason: "read shadow WAL: \(error.oneLine)")
         }
         if queued > 0 {
-            Counter(label: "litestream_stream_segment_total", dimensions: [("db", db.path)]).increment(by: queued)
+            metrics.segments.increment(by: queued)
             drive()
             if queued >= 64 { queue.async { self.pump() } }
         }
@@ -284,7 +284,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         outgoing = []
         db.removeObserver(self)
         db.activeStreams.withLock { $0 -= 1 }
-        Gauge(label: "litestream_stream_clients", dimensions: [("db", db.path)]).record(db.activeStreams.current)
+        metrics.clients.record(db.activeStreams.current)
         logger.info("stream disconnected: \(reason)")
     }
 }

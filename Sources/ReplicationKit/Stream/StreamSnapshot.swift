@@ -89,7 +89,7 @@ enum StreamSnapshotBuilder {
             let want = Int(min(UInt64(chunk.count), lease.size - copied))
             let n = try lease.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<want]), at: copied)
             if n == 0 { break }
-            try pwriteAll(out, UnsafeRawBufferPointer(rebasing: chunk[0..<n]), at: copied)
+            try out.pwriteAll(UnsafeRawBufferPointer(rebasing: chunk[0..<n]), at: copied)
             copied += UInt64(n)
         }
 
@@ -121,7 +121,7 @@ enum StreamSnapshotBuilder {
                         let pgno = UInt64(BigEndian.u32(frame, 0)), commit = UInt64(BigEndian.u32(frame, 4))
                         guard pgno > 0 else { throw ReplicationError(.corrupt, "shadow segment \(seg.path): frame with page 0") }
                         try frame.withUnsafeBytes { f in
-                            try pwriteAll(out, UnsafeRawBufferPointer(rebasing: f[24...]), at: (pgno - 1) * UInt64(pageSize))
+                            try out.pwriteAll(UnsafeRawBufferPointer(rebasing: f[24...]), at: (pgno - 1) * UInt64(pageSize))
                         }
                         if commit > 0 { dbPages = commit }
                     }
@@ -132,15 +132,5 @@ enum StreamSnapshotBuilder {
         let size = dbPages * UInt64(pageSize)
         try out.truncate(to: size)
         return StreamSnapshotFile(fd: out, position: p, size: size, pageSize: pageSize)
-    }
-
-    private static func pwriteAll(_ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = try Syscall.retrying("write", path: fd.path) {
-                pwrite(fd.raw, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            }
-            done += n
-        }
     }
 }

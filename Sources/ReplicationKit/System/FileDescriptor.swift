@@ -80,6 +80,17 @@ public final class FileDescriptor {
         }
     }
 
+    /// Writes all of `bytes` at `offset` (the file offset does not move).
+    public func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            done += try Syscall.retrying("write", path: path) {
+                Glibc.pwrite(raw, base + done, bytes.count - done, off_t(offset) + off_t(done))
+            }
+        }
+    }
+
     /// Writes all of `bytes` at the current offset.
     public func writeAll(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try writeAll($0) }
