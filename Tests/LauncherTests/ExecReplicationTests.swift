@@ -114,7 +114,12 @@ extension ExecTests {
             // We run as root, so permissions do not stop writes: a regular file where the directory was does.
             let app = try sb.writeScript("app.sh", """
                 sqlite3 "$LITESTREAM_DB_PATH" "\(Self.insertSQL(100))"
-                rm -rf '\(sb.replica)' && echo not-a-directory > '\(sb.replica)'
+                # The replica may be uploading its first snapshot right now (recreating directories as rm
+                # deletes them): retry until a regular file stands where the directory was.
+                for i in $(seq 100); do
+                  { rm -rf '\(sb.replica)' && echo not-a-directory > '\(sb.replica)'; } 2>/dev/null && break
+                  sleep 0.05
+                done
                 """)
             let start = Date()
             let r = try sb.run(["-config", config, "-shutdown-timeout", "5s", "-exec", app])

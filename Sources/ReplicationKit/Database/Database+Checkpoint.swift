@@ -23,13 +23,8 @@ extension Database {
     /// 1. copy every committed frame, then move the guard to the newest snapshot;
     /// 2. checkpoint on the writer connection (PASSIVE, or FULL for `.truncate`/`.restart`/`.full`, which waits for
     ///    the application's readers and writers); the guard's mark is the WAL end, so it does not hold anything back;
-    /// 3. if the WAL is now fully in the database, move the guard again: it now reads the database file only
-    ///    (SQLite's read slot 0), which stops every checkpoint from copying frames we have not seen, but lets a
-    ///    writer restart the WAL; copy what was committed meanwhile, then make that restart ourselves with a
-    ///    one-row write; for `.truncate` SQLite also shrinks the file (`journal_size_limit`) as part of that write;
+    /// 3. if that checkpoint completed, restart the WAL (`restartWAL`);
     /// 4. run the continuity check, which follows the restart into the next index.
-    /// A frame committed between 3's copy and our write keeps the WAL from restarting (it is not checkpointed),
-    /// so the restart and the truncation can only ever discard frames we already hold.
     func checkpointOnQueue(_ mode: CheckpointMode) throws {
         guard let writer = writeConnection else { return }
         try measuredCheckpoint(mode) { try checkpointOpenDatabase(mode, writer: writer) }
@@ -52,17 +47,53 @@ extension Database {
         }
         logger.info("checkpoint(\(mode)): [\(result.busy ? 1 : 0),\(result.logFrames),\(result.checkpointedFrames)]")
         if !result.busy && result.logFrames >= 0 && result.logFrames == result.checkpointedFrames {
-            try refreshReadLock()
-            try copyFrames()
             do {
-                if mode == .truncate { try writer.exec("PRAGMA journal_size_limit = 0;") }
-                defer { if mode == .truncate { try? writer.exec("PRAGMA journal_size_limit = -1;") } }
-                try writer.exec(Self.upsertSeq)
-            } catch {
-                logger.warning("checkpoint: post-checkpoint write failed: \(error.oneLine)")
+                try restartWAL(writer: writer, truncate: mode == .truncate)
+            } catch let e as ReplicationError where e.code == .busy {
+                // The application held a lock throughout; the next checkpoint tries again.
+                logger.debug("checkpoint: wal restart skipped: \(e.oneLine)")
             }
         }
         try verifyAndCopy()
+    }
+
+    /// Makes the WAL start over from its beginning once everything in it is in the database file.
+    ///
+    /// SQLite restarts the WAL at the next write when it is fully checkpointed and no reader uses it. Our guard
+    /// uses it almost always (it sits on the newest snapshot), and under a steady stream of commits the WAL is
+    /// never fully checkpointed at the moment the guard moves, so without this the WAL grew until the forced
+    /// blocking checkpoint at `max-checkpoint-page-count`. So the application's writers are held off for the
+    /// length of a small copy (an empty write transaction on our writer):
+    /// 1. copy what was committed since the checkpoint, with the guard moved to the end first, as in every sync;
+    /// 2. checkpoint those few frames from the idle spare connection; the WAL is now fully in the database;
+    /// 3. move the guard again: on a fully checkpointed WAL it reads the database file only (SQLite's read slot
+    ///    0), which stops any checkpoint from copying frames we have not seen, and no longer keeps the WAL from
+    ///    restarting;
+    /// 4. end the empty transaction and make the restart with a one-row write (or the application's next write
+    ///    makes it, whichever takes the lock first); for `truncate`, SQLite also shrinks the file
+    ///    (`journal_size_limit`) as part of that write.
+    /// A frame committed after 4's lock is released keeps the WAL from restarting (it is not checkpointed), so a
+    /// restart can only ever discard frames we already hold.
+    private func restartWAL(writer: SQLiteConnection, truncate: Bool) throws {
+        try writer.exec("BEGIN IMMEDIATE;")
+        var locked = true
+        defer { if locked { try? writer.exec("ROLLBACK;") } }
+        try refreshReadLock()
+        try copyFrames()
+        guard let spare = spareReadConnection, !spare.inTransaction else { return }
+        let rest = try spare.checkpoint(.passive)
+        // An application reader on an older snapshot keeps the rest in the WAL; the next checkpoint tries again.
+        guard !rest.busy, rest.logFrames >= 0, rest.logFrames == rest.checkpointedFrames else { return }
+        try refreshReadLock()
+        try writer.exec("ROLLBACK;")
+        locked = false
+        do {
+            if truncate { try writer.exec("PRAGMA journal_size_limit = 0;") }
+            defer { if truncate { try? writer.exec("PRAGMA journal_size_limit = -1;") } }
+            try writer.exec(Self.upsertSeq)
+        } catch {
+            logger.warning("checkpoint: post-checkpoint write failed: \(error.oneLine)")
+        }
     }
 
     /// SQLite's FULL checkpoint, with our read guard kept out of its way.

@@ -48,8 +48,8 @@ public final class Database: @unchecked Sendable {
     var activeSnapshots = 0
     var closed = false
 
-    /// Whether a sync is scheduled and has not started yet.
-    let syncPending = Locked(false)
+    /// When the scheduled sync is due, while one is scheduled and has not started yet.
+    let syncPending = Locked<ContinuousClock.Instant?>(nil)
     /// The batching delay in force (see `DatabaseOptions.maxMonitorDelayInterval`).
     let currentDelay: Locked<Duration>
     /// Published copy of the shadow position, readable from any thread.
@@ -146,16 +146,21 @@ public final class Database: @unchecked Sendable {
     /// Asks for a sync after `monitorDelayInterval`; bursts of requests collapse into one sync.
     ///
     /// Called for every file event; while a sync is already pending it costs one uncontended lock, no thread wake-up.
-    public func notifyChanged() {
-        let alreadyPending = syncPending.withLock { pending in
-            defer { pending = true }
-            return pending
-        }
-        if alreadyPending { return }
+    /// Returns when the pending sync is due, so the file watcher can stop reading events until then (they could
+    /// only ask for the same sync again).
+    @discardableResult
+    public func notifyChanged() -> ContinuousClock.Instant {
         let delay = currentDelay.current
+        let (alreadyPending, due) = syncPending.withLock { pending -> (Bool, ContinuousClock.Instant) in
+            if let due = pending { return (true, due) }
+            let due = ContinuousClock.now + delay
+            pending = due
+            return (false, due)
+        }
+        if alreadyPending { return due }
         let run: @Sendable () -> Void = { [self] in
             // Cleared before the sync reads anything, so a change made during the sync schedules another one.
-            syncPending.withLock { $0 = false }
+            syncPending.withLock { $0 = nil }
             guard !closed else { return }
             do {
                 let before = cursor?.position
@@ -172,6 +177,7 @@ public final class Database: @unchecked Sendable {
         } else {
             queue.async(execute: run)
         }
+        return due
     }
 
     /// Doubles the batching delay while syncs keep finding new frames, back to the minimum after an idle one.

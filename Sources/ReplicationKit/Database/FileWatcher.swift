@@ -9,13 +9,28 @@ import Logging
 /// One thread blocks in `poll` on the inotify descriptor and a wake-up pipe; there is no periodic timer, so an
 /// idle database costs nothing. Watching the directory (not the files) also reports a database that is created,
 /// or a `-wal` that is deleted and recreated.
+///
+/// A handler returns when the sync it asked for is due. While every watched database has a sync pending, new
+/// events could only ask for those same syncs again, so the thread stops reading them until the earliest is
+/// due (the kernel queues and merges them meanwhile): a busy database costs a few wake-ups per sync instead of
+/// one per write of the application.
 // @unchecked: `watches` is guarded by `lock`; the descriptors are immutable after init.
 public final class FileWatcher: @unchecked Sendable {
     private let inotifyFD: Int32
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let lock = NSLock()
-    private var watches: [Int32: [(names: Set<String>, handler: @Sendable () -> Void)]] = [:]
+    private var watches: [Int32: [Watch]] = [:]
+    /// Registered handlers; `due` is when the sync each last asked for is due.
+    private final class Watch {
+        let names: Set<String>
+        let handler: @Sendable () -> ContinuousClock.Instant
+        var due: ContinuousClock.Instant?
+        init(names: Set<String>, handler: @escaping @Sendable () -> ContinuousClock.Instant) {
+            self.names = names
+            self.handler = handler
+        }
+    }
     private var directories: [String: Int32] = [:]
     private var stopped = false
     private var thread: Thread?
@@ -53,8 +68,9 @@ public final class FileWatcher: @unchecked Sendable {
         close(wakeWrite)
     }
 
-    /// Calls `handler` whenever the file `path` or `path-wal` is created, modified, moved in or deleted.
-    public func watch(databasePath path: String, handler: @escaping @Sendable () -> Void) throws {
+    /// Calls `handler` whenever the file `path` or `path-wal` is created, modified, moved in or deleted; it
+    /// returns when the sync it scheduled is due.
+    public func watch(databasePath path: String, handler: @escaping @Sendable () -> ContinuousClock.Instant) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         let mask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE)
@@ -68,7 +84,7 @@ public final class FileWatcher: @unchecked Sendable {
             guard wd >= 0 else { throw Syscall.error("watch", path: dir, errno: errno) }
             directories[dir] = wd
         }
-        watches[wd, default: []].append((names: [base, base + "-wal"], handler: handler))
+        watches[wd, default: []].append(Watch(names: [base, base + "-wal"], handler: handler))
     }
 
     /// Stops the thread.
@@ -90,7 +106,17 @@ public final class FileWatcher: @unchecked Sendable {
             let done = stopped
             lock.unlock()
             if done { return }
-            let r = poll(&fds, 2, -1)
+            // Stop reading events while every database already has a sync pending (see the type's comment).
+            let parkUntil = allDue()
+            var timeout: Int32 = -1
+            if let until = parkUntil {
+                let left = until - ContinuousClock.now
+                timeout = left > .zero ? Int32(clamping: left.components.seconds * 1000
+                                                + left.components.attoseconds / 1_000_000_000_000_000 + 1) : 0
+            }
+            fds[0].events = timeout > 0 ? 0 : Int16(POLLIN)
+            fds[0].revents = 0
+            let r = poll(&fds, 2, timeout)
             if r < 0 {
                 if errno == EINTR { continue }
                 logger.error("file watcher: poll failed: \(String(cString: strerror(errno)))")
@@ -108,42 +134,54 @@ public final class FileWatcher: @unchecked Sendable {
         }
     }
 
+    /// The earliest due time of the pending syncs when every watched database has one pending, else nil.
+    private func allDue() -> ContinuousClock.Instant? {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = ContinuousClock.now
+        var earliest: ContinuousClock.Instant?
+        for entries in watches.values {
+            for w in entries {
+                guard let due = w.due, due > now else { return nil }
+                earliest = min(earliest ?? due, due)
+            }
+        }
+        return earliest
+    }
+
     private func dispatch(events buf: [UInt8], count n: Int) {
-        var toCall: [Int32: Set<Int>] = [:]
+        var toCall: [Watch] = []
+        var seen = Set<ObjectIdentifier>()
+        func add(_ w: Watch) { if seen.insert(ObjectIdentifier(w)).inserted { toCall.append(w) } }
         buf.withUnsafeBytes { raw in
             var off = 0
             let headerSize = MemoryLayout<inotify_event>.size
+            lock.lock()
+            defer { lock.unlock() }
             while off + headerSize <= n {
                 let wd = raw.loadUnaligned(fromByteOffset: off, as: Int32.self)
                 let mask = raw.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)
                 let len = Int(raw.loadUnaligned(fromByteOffset: off + 12, as: UInt32.self))
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 {
                     // The kernel dropped events: any database may have changed, so every one syncs.
-                    lock.lock()
-                    for (w, entries) in watches { toCall[w, default: []].formUnion(entries.indices) }
-                    lock.unlock()
-                }
-                let nameStart = off + headerSize
-                var name = ""
-                if len > 0, nameStart + len <= n {
-                    let bytes = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(nameStart + len)])
-                    name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                lock.lock()
-                if let entries = watches[wd] {
-                    for (i, e) in entries.enumerated() where e.names.contains(name) {
-                        toCall[wd, default: []].insert(i)
+                    for entries in watches.values {
+                        entries.forEach(add)
                     }
                 }
-                lock.unlock()
+                let nameStart = off + headerSize
+                if len > 0, nameStart + len <= n, let entries = watches[wd] {
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(nameStart + len)])
+                    let name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+                    for w in entries where w.names.contains(name) { add(w) }
+                }
                 off = nameStart + len
             }
         }
-        for (wd, indexes) in toCall {
+        for w in toCall {
+            let due = w.handler()
             lock.lock()
-            let handlers = indexes.compactMap { i in watches[wd].flatMap { i < $0.count ? $0[i].handler : nil } }
+            w.due = due
             lock.unlock()
-            for h in handlers { h() }
         }
     }
 }
