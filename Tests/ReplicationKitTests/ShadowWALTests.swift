@@ -117,8 +117,10 @@ struct ShadowWALTests {
         #expect(try f.shadow.currentGeneration() == nil)
 
         let pos = WALPosition(generation: f.g, index: 3, offset: 0x2050)
-        try f.shadow.writePosition(pos)
-        try f.shadow.writePosition(WALPosition(generation: f.g, index: 3, offset: 0x20))
+        let file = PositionFile(path: f.meta.positionFile, mode: 0o600)
+        try file.write(pos)
+        try file.write(WALPosition(generation: f.g, index: 3, offset: 0x20))
+        file.close()
         #expect(try WALFixture.read(f.meta.positionFile) == Array("29cf4bced74e92ab/0000000000000003:0000000000000020\n".utf8))
     }
 

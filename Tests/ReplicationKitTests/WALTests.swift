@@ -127,6 +127,24 @@ enum WALFixture {
             return n
         }
         #expect(a == b, "scan and findCommittedEnd disagree")
+        // The front-to-back form, with first reads of one frame, three frames and more than the buffer: the
+        // same result, and when it says the bytes stayed in the buffer, they are exactly the WAL's.
+        for firstRead in [1, 3 * h.frameSize, 1 << 30] {
+            let (c, inBuffer) = try scanner.findCommittedEnd(from: 32, checksum: h.checksumState, buffer: buffer,
+                                                             firstRead: firstRead) { buf, off in
+                let s = min(Int(off), wal.count)
+                let n = min(buf.count, wal.count - s)
+                wal.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)])) }
+                return n
+            }
+            #expect(c == a, "front-to-back findCommittedEnd disagrees (firstRead \(firstRead))")
+            if inBuffer {
+                let n = Int(c.committedEnd) - 32
+                #expect(Array(buffer[0..<n]) == Array(wal[32..<(32 + n)]))
+            } else {
+                #expect(wal.count - 32 > buffer.count / h.frameSize * h.frameSize, "started over although the WAL fits")
+            }
+        }
         return b
     }
 

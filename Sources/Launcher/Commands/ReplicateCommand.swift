@@ -93,6 +93,7 @@ enum ReplicateCommand {
         // Built first: it validates the databases and replicas (opening nothing), so a bad config fails before
         // any restore.
         let replicator = try Replicator(config: config, logger: logger)
+        OpenFileLimit.ensure(databases: config.dbs.count, logger: logger)
         let health = LauncherHealth(replicator: replicator, supervisesChild: command != nil)
         // Listening before any restore, so health checks get a 503 (not a refused connection) while it runs.
         var server: HTTPServer?

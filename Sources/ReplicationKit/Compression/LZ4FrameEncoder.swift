@@ -1,6 +1,8 @@
 import CLZ4
 
-/// Streaming LZ4 frame writer. Output bytes are handed to `sink` as they are produced.
+/// Streaming LZ4 frame writer. Output is collected and handed to `sink` in pieces of up to about 64 KiB
+/// (one piece per compressed block would mean a `write` call for every 1-2 KiB of compressed WAL), and
+/// whatever is left at `finish`.
 ///
 /// Frames are written with the Litestream/`pierrec/lz4` defaults: independent blocks, no block
 /// checksum, no content size, content checksum on, 4 MiB maximum block size, fast level, so every
@@ -20,10 +22,14 @@ public final class LZ4FrameEncoder {
     private let cctx: OpaquePointer
     private var prefs: LZ4F_preferences_t
     private let out: UnsafeMutableRawBufferPointer
+    /// Output bytes collected in `out` and not handed to the sink yet.
+    private var filled = 0
+    /// Room one `LZ4F_compressUpdate` of a full chunk (or the end mark) may need.
+    private let bound: Int
     private var finished = false
     private var failed = false
 
-    /// Creates an encoder and immediately hands the 7-byte frame header to `sink`.
+    /// Creates an encoder; the 7-byte frame header is the start of the first piece handed to `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         var ctx: OpaquePointer?
         try LZ4Error.check(LZ4F_createCompressionContext(&ctx, UInt32(LZ4F_VERSION)),
@@ -46,11 +52,11 @@ public final class LZ4FrameEncoder {
         self.sink = sink
         self.cctx = ctx
         self.prefs = p
-        self.out = .allocate(byteCount: bound, alignment: 16)
+        self.bound = bound
+        self.out = .allocate(byteCount: 2 * bound, alignment: 16)
 
-        let n = try LZ4Error.check(
+        filled = try LZ4Error.check(
             LZ4F_compressBegin(cctx, out.baseAddress, out.count, &prefs), "lz4 compress begin")
-        try emit(n)
     }
 
     deinit {
@@ -66,10 +72,10 @@ public final class LZ4FrameEncoder {
         var offset = 0
         while offset < bytes.count {
             let len = min(Self.chunkSize, bytes.count - offset)
-            let n: Int
+            if out.count - filled < bound { try flush() }
             do {
-                n = try LZ4Error.check(
-                    LZ4F_compressUpdate(cctx, out.baseAddress, out.count, base + offset, len, nil),
+                filled += try LZ4Error.check(
+                    LZ4F_compressUpdate(cctx, out.baseAddress! + filled, out.count - filled, base + offset, len, nil),
                     "lz4 compress")
             } catch {
                 failed = true
@@ -77,7 +83,6 @@ public final class LZ4FrameEncoder {
             }
             offset += len
             bytesIn += UInt64(len)
-            try emit(n)
         }
     }
 
@@ -90,23 +95,24 @@ public final class LZ4FrameEncoder {
     public func finish() throws {
         if finished { return }
         guard !failed else { throw LZ4Error("lz4 encoder failed earlier") }
-        let n: Int
+        if out.count - filled < bound { try flush() }
         do {
-            n = try LZ4Error.check(LZ4F_compressEnd(cctx, out.baseAddress, out.count, nil),
-                                   "lz4 compress end")
+            filled += try LZ4Error.check(LZ4F_compressEnd(cctx, out.baseAddress! + filled, out.count - filled, nil),
+                                         "lz4 compress end")
         } catch {
             failed = true
             throw error
         }
         finished = true
-        try emit(n)
+        try flush()
     }
 
-    /// Hands the first `count` bytes of the output buffer to the sink.
-    private func emit(_ count: Int) throws {
-        guard count > 0 else { return }
+    /// Hands the collected output to the sink.
+    private func flush() throws {
+        guard filled > 0 else { return }
+        defer { filled = 0 }
         do {
-            try sink(UnsafeRawBufferPointer(rebasing: out[0..<count]))
+            try sink(UnsafeRawBufferPointer(rebasing: out[0..<filled]))
         } catch {
             failed = true
             throw error

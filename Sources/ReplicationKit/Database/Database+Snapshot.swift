@@ -85,13 +85,13 @@ extension Database {
     }
 
     /// Reads a shadow segment's decompressed bytes through a streaming decoder.
-    public func openShadowSegment(_ s: ShadowSegment) throws -> LZ4FrameDecoder {
+    public func openShadowSegment(_ s: ShadowSegment, durable: Bool = false) throws -> LZ4FrameDecoder {
         // A fresh view: reading needs no queue-confined state.
-        try ShadowWAL(meta: meta).openSegment(s)
+        try ShadowWAL(meta: meta).openSegment(s, durable: durable)
     }
 
-    /// Flushes shadow segments to stable storage before they are uploaded.
-    public func makeDurable(_ segments: [ShadowSegment]) throws {
-        try ShadowWAL(meta: meta).makeDurable(segments)
+    /// Flushes the directories of shadow segments to stable storage before they are uploaded.
+    public func syncShadowDirectories(of segments: [ShadowSegment]) throws {
+        try ShadowWAL(meta: meta).syncDirectories(of: segments)
     }
 }

@@ -104,36 +104,50 @@ extension Database {
         let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
                              header: header, checksum: header.checksumState, lastFrame: nil)
         cursor = c
-        try shadow.writePosition(WALPosition(generation: g, index: index, offset: seg.offset))
+        try positionFile.write(WALPosition(generation: g, index: index, offset: seg.offset))
         publish()
         try copyFrames()
     }
 
     /// Copies committed frames after the cursor into a new shadow segment (REPLICATION §6.6).
     ///
-    /// Two passes over the real WAL through one reused buffer: the first finds the end of the last valid commit,
-    /// the second streams exactly those bytes into the segment while re-verifying the checksum chain, so memory
-    /// stays bounded and an uncommitted tail is never copied.
+    /// The first pass over the real WAL finds the end of the last valid commit; the second streams exactly those
+    /// bytes into the segment while re-verifying the checksum chain, so memory stays bounded and an uncommitted
+    /// tail is never copied. When the first pass kept the whole new region in its buffer (sized from the last
+    /// batch, up to `maxScanBuffer`), its verified bytes are written as they are, without a second read.
     func copyFrames() throws {
         guard var c = cursor else { return }
         let scanner = WALScanner(header: c.header)
         let start = c.position.offset
-        let buffer = scanBuffer(frameSize: c.header.frameSize)
+        // Sized by the last batch, not by the file: a restarted WAL keeps its old length, and the stale frames
+        // after the new ones would all be read.
+        let buffer = scanBuffer(frameSize: c.header.frameSize, expected: 2 * lastCopyBytes)
+        let guess = Int(min(lastCopyBytes, UInt64(Self.maxScanBuffer))) + 16 * c.header.frameSize
+        var inBuffer = false
         let found: WALScanResult? = try readRealWAL { fd, _ in
-            try scanner.findCommittedEnd(from: start, checksum: c.checksum, buffer: buffer) { buf, off in
+            let r = try scanner.findCommittedEnd(from: start, checksum: c.checksum, buffer: buffer, firstRead: guess) { buf, off in
                 try fd.pread(into: buf, at: off)
             }
+            inBuffer = r.inBuffer
+            return r.result
         }
         guard let scan = found, scan.committedEnd > start else {
+            lastCopyBytes = 0
             markCopiedUnderGuard()
             return
         }
         let end = scan.committedEnd
+        lastCopyBytes = end - start
         let g = c.position.generation
+        let verifiedInBuffer = inBuffer && end - start <= UInt64(buffer.count)
         do {
             // Stream clients get small segments from memory; without any, no copy is kept.
             let seg = try shadow.writeSegment(g, index: c.position.index, offset: start,
                                               keepCopy: activeStreams.current > 0) { write in
+                if verifiedInBuffer {
+                    try write(UnsafeRawBufferPointer(rebasing: buffer[0..<Int(end - start)]))
+                    return
+                }
                 guard try readRealWAL({ fd, _ -> Bool in
                     var running = c.checksum
                     var off = start
@@ -156,7 +170,7 @@ extension Database {
             throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
         }
         metrics.addShadowBytes(end - start)
-        try shadow.writePosition(WALPosition(generation: g, index: c.position.index, offset: start))
+        try positionFile.write(WALPosition(generation: g, index: c.position.index, offset: start))
         c.position.offset = end
         c.checksum = scan.checksum
         c.lastFrame = scan.lastCommitFrame
@@ -165,10 +179,16 @@ extension Database {
         publish()
     }
 
-    /// A scratch buffer for WAL reads, allocated once per database and reused (at least 64 frames, 256 KiB).
-    func scanBuffer(frameSize: Int) -> UnsafeMutableRawBufferPointer {
-        let want = max(256 * 1024, 64 * frameSize)
-        if let b = walBuffer, b.count >= want { return b }
+    /// Largest scratch buffer for WAL reads (one sync's batch at high write rates).
+    static let maxScanBuffer = 4 << 20
+
+    /// A scratch buffer for WAL reads, reused by every sync: at least 64 frames and 256 KiB, grown to hold the
+    /// `expected` bytes of a batch (up to `maxScanBuffer`), and shrunk again once batches are small.
+    func scanBuffer(frameSize: Int, expected: UInt64) -> UnsafeMutableRawBufferPointer {
+        let floor = max(256 * 1024, 64 * frameSize)
+        let fit = expected > UInt64(Self.maxScanBuffer) ? Self.maxScanBuffer : Int(expected)
+        let want = max(floor, (fit + frameSize - 1) / frameSize * frameSize)
+        if let b = walBuffer, b.count >= want, b.count == floor || b.count <= 4 * want { return b }
         walBuffer?.deallocate()
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: want, alignment: 16)
         walBuffer = b

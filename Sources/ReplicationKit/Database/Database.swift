@@ -44,6 +44,8 @@ public final class Database: @unchecked Sendable {
     var observers: [any ShadowObserver] = []
     var lastClean: CleanKey?
     var walBuffer: UnsafeMutableRawBufferPointer?  // scratch for WAL reads, reused by every sync
+    var lastCopyBytes: UInt64 = 0  // WAL bytes the last sync copied (sizes walBuffer)
+    lazy var positionFile = PositionFile(path: meta.positionFile, mode: shadow.fileMode)
     var walFile: (fd: FileDescriptor, id: (UInt64, UInt64))?  // the real -wal, kept open (see readRealWAL)
     var activeSnapshots = 0
     var closed = false
@@ -223,6 +225,7 @@ public final class Database: @unchecked Sendable {
         try? databaseFD?.close()
         databaseFD = nil
         walFile = nil
+        positionFile.close()
         cursor = nil
         restartProofHeader = nil
         publishedPosition.withLock { $0 = nil }

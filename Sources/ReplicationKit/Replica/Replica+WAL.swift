@@ -55,9 +55,11 @@ extension Replica {
     }
 
     /// Concatenates shadow segments (skipping bytes before `from`) into one LZ4 frame stored at (index, from).
+    ///
+    /// Every segment is flushed to stable storage (file, then directories) before the object is committed, so
+    /// the replica never holds WAL bytes that a machine crash could take from the shadow WAL.
     private func uploadIndex(generation g: Generation, index: UInt32, from: UInt64,
                              segments: [ShadowSegment]) throws -> WALPosition {
-        try db.makeDurable(segments)
         var end = segments[0].offset
         var written: UInt64 = 0
         let start = WALPosition(generation: g, index: index, offset: from)
@@ -70,7 +72,7 @@ extension Replica {
                         guard s.offset == end else {
                             throw ReplicationError(.corrupt, "non-contiguous segment: expected=\(Hex.format(end, width: 16)) current=\(Hex.format(s.offset, width: 16))")
                         }
-                        let decoder = try db.openShadowSegment(s)
+                        let decoder = try db.openShadowSegment(s, durable: true)
                         var segOffset = s.offset
                         while true {
                             let n = try buf.withUnsafeMutableBytes { try decoder.read(into: $0) }
@@ -85,6 +87,7 @@ extension Replica {
                         }
                         end = segOffset
                     }
+                    try db.syncShadowDirectories(of: segments)
                     try encoder.finish()
                 }
             }

@@ -55,13 +55,6 @@ public struct ShadowWAL: Sendable {
         try FileSystem.remove(meta.generationFile)
     }
 
-    /// Rewrites the `position` file (start of the segment just written; not fsynced, as upstream).
-    public func writePosition(_ pos: WALPosition) throws {
-        let fd = try FileDescriptor.create(meta.positionFile, mode: fileMode)
-        try fd.writeAll(Array((pos.description + "\n").utf8))
-        try fd.close()
-    }
-
     /// Index numbers present in a generation, ascending.
     public func indexes(_ g: Generation) throws -> [UInt32] {
         try FileSystem.list(meta.walDir(g)).compactMap { name -> UInt32? in
@@ -82,7 +75,7 @@ public struct ShadowWAL: Sendable {
     /// Writes a segment from `bytes` (raw WAL bytes starting at `offset`): compress to `.tmp`, rename. With
     /// `keepCopy` the returned segment also carries the compressed bytes when they are small.
     ///
-    /// Durability is deferred: `makeDurable` fsyncs segments before a replica uploads them.
+    /// Durability is deferred: a replica fsyncs segments (`openSegment(_:durable:)`) before it uploads them.
     public func writeSegment(_ g: Generation, index: UInt32, offset: UInt64, keepCopy: Bool = false,
                              body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> ShadowSegment {
         let dir = meta.indexDir(g, index)
@@ -111,22 +104,19 @@ public struct ShadowWAL: Sendable {
         return ShadowSegment(index: index, offset: offset, path: path, compressed: copy)
     }
 
-    /// Flushes the given segment files and their directories to stable storage.
-    public func makeDurable(_ segments: [ShadowSegment]) throws {
-        var dirs = Set<String>()
-        for s in segments {
-            let fd = try FileDescriptor.openForReading(s.path)
-            try fd.sync()
-            try fd.close()
-            dirs.insert((s.path as NSString).deletingLastPathComponent)
-        }
-        for d in dirs.sorted() { try FileSystem.syncDirectory(d) }
+    /// Opens a segment for streaming decompression; with `durable`, flushes the file to stable storage first
+    /// (its directory is flushed by `syncDirectories`).
+    public func openSegment(_ s: ShadowSegment, durable: Bool = false) throws -> LZ4FrameDecoder {
+        let fd = try FileDescriptor.openForReading(s.path)
+        if durable { try fd.sync() }
+        return try LZ4FrameDecoder { buf in try fd.read(into: buf) }
     }
 
-    /// Opens a segment for streaming decompression.
-    public func openSegment(_ s: ShadowSegment) throws -> LZ4FrameDecoder {
-        let fd = try FileDescriptor.openForReading(s.path)
-        return try LZ4FrameDecoder { buf in try fd.read(into: buf) }
+    /// Flushes the directories of the given segments to stable storage.
+    public func syncDirectories(of segments: [ShadowSegment]) throws {
+        for d in Set(segments.map { ($0.path as NSString).deletingLastPathComponent }).sorted() {
+            try FileSystem.syncDirectory(d)
+        }
     }
 
     /// Decompresses a whole segment (segments are bounded by the WAL size).

@@ -52,38 +52,62 @@ public struct WALScanner {
     /// - Parameter read: fills the buffer with file bytes at an offset and returns the count (fewer at end of file).
     public func findCommittedEnd(from offset: UInt64, checksum: WALChecksum, buffer: UnsafeMutableRawBufferPointer,
                                  read: (UnsafeMutableRawBufferPointer, UInt64) throws -> Int) throws -> WALScanResult {
+        try findCommittedEnd(from: offset, checksum: checksum, buffer: buffer, firstRead: buffer.count, read: read).result
+    }
+
+    /// The same, filling `buffer` front to back: the first read asks for about `firstRead` bytes, each next one
+    /// for twice as many, and only a full buffer starts over at its beginning. `inBuffer` tells that it never
+    /// did, so the verified bytes up to `committedEnd` are `buffer[0..<(committedEnd - offset)]`: a caller that
+    /// guesses the size of the new region well reads it once, with no read past it.
+    public func findCommittedEnd(from offset: UInt64, checksum: WALChecksum, buffer: UnsafeMutableRawBufferPointer,
+                                 firstRead: Int, read: (UnsafeMutableRawBufferPointer, UInt64) throws -> Int)
+        throws -> (result: WALScanResult, inBuffer: Bool) {
         let fs = header.frameSize
-        let perRead = max(1, buffer.count / fs)
-        precondition(buffer.count >= fs, "scan buffer smaller than one frame")
+        let capacity = buffer.count / fs * fs
+        precondition(capacity >= fs, "scan buffer smaller than one frame")
         var result = WALScanResult(committedEnd: offset, checksum: checksum, lastCommitFrame: nil, committedFrames: 0)
         var running = checksum
-        var cursor = offset
+        var base = offset  // file offset of buffer[0]
+        var filled = 0  // bytes read into the buffer
+        var pos = 0  // buffer index of the next frame to verify
+        var readSize = min(capacity, max(fs, (firstRead + fs - 1) / fs * fs))
+        var atEnd = false
+        var startedOver = false
         var framesSinceCommit = 0
         while true {
-            let want = perRead * fs
-            let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), cursor)
-            let whole = n / fs
-            if whole == 0 { break }
-            var i = 0
-            var stop = false
-            while i < whole {
-                let frame = UnsafeRawBufferPointer(rebasing: buffer[(i * fs)..<((i + 1) * fs)])
-                let (ok, isCommit) = verifyFrames(frame, checksum: &running)
-                if ok == 0 { stop = true; break }
-                cursor += UInt64(fs)
-                framesSinceCommit += 1
-                if isCommit {
-                    result.committedEnd = cursor
-                    result.checksum = running
-                    result.committedFrames += framesSinceCommit
-                    framesSinceCommit = 0
-                    result.lastCommitFrame = Array(frame)
+            if pos + fs > filled {
+                if atEnd { break }
+                if filled + fs > capacity {
+                    // Full: keep the partial frame, if any, and start over at the beginning.
+                    let partial = filled - pos
+                    if partial > 0 {
+                        buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + pos, byteCount: partial)
+                    }
+                    base += UInt64(pos)
+                    (filled, pos, startedOver) = (partial, 0, true)
                 }
-                i += 1
+                let want = min(capacity - filled, readSize)
+                let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + want)]), base + UInt64(filled))
+                if n <= 0 { break }
+                filled += n
+                atEnd = n < want
+                readSize = min(capacity, readSize * 2)
+                continue
             }
-            if stop || whole < perRead { break }
+            let frame = UnsafeRawBufferPointer(rebasing: buffer[pos..<(pos + fs)])
+            let (ok, isCommit) = verifyFrames(frame, checksum: &running)
+            if ok == 0 { break }
+            pos += fs
+            framesSinceCommit += 1
+            if isCommit {
+                result.committedEnd = base + UInt64(pos)
+                result.checksum = running
+                result.committedFrames += framesSinceCommit
+                framesSinceCommit = 0
+                result.lastCommitFrame = Array(frame)
+            }
         }
-        return result
+        return (result, !startedOver)
     }
 
     /// Scans frames starting at `offset` with running checksum `checksum` until the valid WAL ends.
