@@ -58,6 +58,28 @@ struct ShadowWALTests {
         #expect(f.files(under: f.meta.indexDir(f.g, 3)) == ["0000000000002050.wal.lz4"])
     }
 
+    /// A replica decodes the bytes this process kept of a segment it just wrote; the file is only flushed.
+    @Test func keptBytesAreDecodedInsteadOfTheFile() throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let data = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 7 / 5) }
+        let seg = try f.shadow.writeSegment(f.g, index: 0, offset: 32, keepCopy: true) { write in
+            try WALFixture.feed(write, data)
+        }
+        let kept = try #require(seg.compressed)
+        #expect(kept == (try WALFixture.read(seg.path)))
+        // Damage the file: the kept bytes still decode (the file is not read), the file alone does not.
+        var raw = kept
+        raw[raw.count / 2] ^= 0xFF
+        try WALFixture.write(seg.path, raw)
+        var fromMemory: [UInt8] = []
+        try f.shadow.openSegment(seg, durable: true).forEachChunk { fromMemory += $0 }
+        #expect(fromMemory == data)
+        var fileOnly = seg
+        fileOnly.compressed = nil
+        #expect(throws: (any Error).self) { try f.shadow.readSegment(fileOnly) }
+    }
+
     @Test func failedSegmentWriteLeavesNothing() throws {
         let f = try Fixture()
         defer { f.cleanup() }

@@ -21,9 +21,13 @@ public final class LZ4FrameDecoder {
     /// True once the end of the data has been reached (or an error thrown).
     private var done = false
     private var failure: LZ4Error?
+    private var options = LZ4F_decompressOptions_t()
 
     /// Creates a decoder reading compressed bytes from `source`.
-    public init(source: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws {
+    ///
+    /// `verifyChecksums: false` skips the block and content checksums (XXH32, a pass over every byte): only for
+    /// bytes that never left this process's memory since they were encoded.
+    public init(verifyChecksums: Bool = true, source: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws {
         var ctx: OpaquePointer?
         try LZ4Error.check(LZ4F_createDecompressionContext(&ctx, UInt32(LZ4F_VERSION)),
                            "lz4 decompression context")
@@ -31,6 +35,7 @@ public final class LZ4FrameDecoder {
         self.source = source
         self.dctx = ctx
         self.input = .allocate(byteCount: Self.inputChunkSize, alignment: 16)
+        options.skipChecksums = verifyChecksums ? 0 : 1
     }
 
     deinit {
@@ -79,7 +84,7 @@ public final class LZ4FrameDecoder {
             var dstSize = buffer.count - produced
             var srcSize = available
             let hint = LZ4F_decompress(dctx, dst + produced, &dstSize,
-                                       input.baseAddress! + inputStart, &srcSize, nil)
+                                       input.baseAddress! + inputStart, &srcSize, &options)
             if LZ4F_isError(hint) != 0 {
                 return try fail(LZ4Error("corrupt lz4 frame: \(String(cString: LZ4F_getErrorName(hint)))"))
             }

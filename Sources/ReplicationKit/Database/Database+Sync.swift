@@ -96,7 +96,7 @@ extension Database {
             throw (error as? ReplicationError)?.wrapped("cannot init shadow wal: \(meta.walPath)") ?? error
         }
         restartProofHeader = nil
-        let seg = try shadow.writeSegment(g, index: index, offset: 0, keepCopy: activeStreams.current > 0) { write in
+        let seg = try shadow.writeSegment(g, index: index, offset: 0, keepCopy: true) { write in
             try header.bytes.withUnsafeBytes { try write($0) }
         }
         noteSegment(seg, generation: g)
@@ -141,9 +141,8 @@ extension Database {
         let g = c.position.generation
         let verifiedInBuffer = inBuffer && end - start <= UInt64(buffer.count)
         do {
-            // Stream clients get small segments from memory; without any, no copy is kept.
-            let seg = try shadow.writeSegment(g, index: c.position.index, offset: start,
-                                              keepCopy: activeStreams.current > 0) { write in
+            // The replicas and stream clients read the segment from memory (see `noteSegment`).
+            let seg = try shadow.writeSegment(g, index: c.position.index, offset: start, keepCopy: true) { write in
                 if verifiedInBuffer {
                     try write(UnsafeRawBufferPointer(rebasing: buffer[0..<Int(end - start)]))
                     return

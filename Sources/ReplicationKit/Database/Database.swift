@@ -103,7 +103,9 @@ public final class Database: @unchecked Sendable {
 
     /// Records a segment just written (called on the queue, in write order).
     ///
-    /// The bytes of the newest segments stay in memory, 4 MiB at most; older entries keep only their path.
+    /// The bytes of the newest segments stay in memory, 4 MiB at most, until the replica has uploaded them
+    /// (`releaseSegmentBytes`): a replica and the stream clients then read them from there instead of
+    /// reopening and verifying the file this process just wrote. Older entries keep only their path.
     func noteSegment(_ s: ShadowSegment, generation g: Generation) {
         recent.withLock { r in
             if r.generation != g { r = (g, []) }
@@ -113,6 +115,35 @@ public final class Database: @unchecked Sendable {
             for i in r.segments.indices.reversed() {
                 guard let c = r.segments[i].compressed else { continue }
                 if kept + c.count > 4 << 20 { r.segments[i].compressed = nil } else { kept += c.count }
+            }
+        }
+    }
+
+    /// `segments` with the bytes this process still holds for them (`ShadowSegment.compressed`).
+    public func withKeptBytes(_ segments: [ShadowSegment], generation g: Generation) -> [ShadowSegment] {
+        recent.withLock { r in
+            guard r.generation == g else { return segments }
+            return segments.map { s in
+                guard s.compressed == nil,
+                      let kept = r.segments.last(where: { $0.index == s.index && $0.offset == s.offset }) else { return s }
+                var copy = s
+                copy.compressed = kept.compressed
+                return copy
+            }
+        }
+    }
+
+    /// Forgets the in-memory bytes of segments before `position` once they are uploaded, unless another replica
+    /// or a stream client may still want them (those fall back to the files; the 4 MiB cap bounds the rest).
+    func releaseSegmentBytes(before position: WALPosition) {
+        guard activeStreams.current == 0, replicaIndexes.current.count <= 1 else { return }
+        recent.withLock { r in
+            guard r.generation == position.generation else { return }
+            for i in r.segments.indices where r.segments[i].compressed != nil {
+                let s = r.segments[i]
+                if s.index < position.index || (s.index == position.index && s.offset < position.offset) {
+                    r.segments[i].compressed = nil
+                }
             }
         }
     }

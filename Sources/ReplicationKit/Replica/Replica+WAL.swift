@@ -48,7 +48,9 @@ extension Replica {
                     throw ReplicationError(.conflict, "replica is ahead of the local shadow wal at \(pos)")
                 }
             }
-            pos = try uploadIndex(generation: g, index: index, from: pos.offset, segments: pending)
+            pos = try uploadIndex(generation: g, index: index, from: pos.offset,
+                                  segments: db.withKeptBytes(pending, generation: g))
+            db.releaseSegmentBytes(before: pos)
             position = pos
             publishPosition()
         }

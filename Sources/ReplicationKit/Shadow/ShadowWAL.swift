@@ -30,7 +30,7 @@ public struct ShadowWAL: Sendable {
     public var directoryMode: mode_t = 0o700
 
     /// Largest compressed segment whose bytes `writeSegment` returns along with the file.
-    static let inMemoryLimit = 64 * 1024
+    static let inMemoryLimit = 256 * 1024
 
     /// Creates the shadow WAL view for a database.
     public init(meta: MetaDirectory) { self.meta = meta }
@@ -105,11 +105,21 @@ public struct ShadowWAL: Sendable {
     }
 
     /// Opens a segment for streaming decompression; with `durable`, flushes the file to stable storage first
-    /// (its directory is flushed by `syncDirectories`).
+    /// (its directory is flushed by `syncDirectories`). With the segment's bytes at hand (`s.compressed`, kept
+    /// in memory since this process wrote them), those are decoded instead of the file, without verifying the
+    /// checksum again; a `durable` file is still flushed.
     public func openSegment(_ s: ShadowSegment, durable: Bool = false) throws -> LZ4FrameDecoder {
-        let fd = try FileDescriptor.openForReading(s.path)
-        if durable { try fd.sync() }
-        return try LZ4FrameDecoder { buf in try fd.read(into: buf) }
+        let fd = s.compressed == nil || durable ? try FileDescriptor.openForReading(s.path) : nil
+        if durable { try fd!.sync() }
+        guard let bytes = s.compressed else { return try LZ4FrameDecoder { buf in try fd!.read(into: buf) } }
+        try fd?.close()
+        var at = 0
+        return try LZ4FrameDecoder(verifyChecksums: false) { buf in
+            let n = min(buf.count, bytes.count - at)
+            bytes.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+            at += n
+            return n
+        }
     }
 
     /// Flushes the directories of the given segments to stable storage.
