@@ -35,6 +35,10 @@ enum WALApplier {
         do {
             let conn = try SQLiteConnection(path: db)
             defer { conn.close() }
+            // Read through a memory map (SQLite caps it at 2 GiB by default): the check reads every page, and
+            // one pread per 4 KiB page made it a third of the time of a 200 MB restore.
+            let size = try FileSystem.info(db)?.size ?? 0
+            try conn.exec("PRAGMA mmap_size = \(size);")
             rows = try conn.queryRows("PRAGMA quick_check")
             conn.close()
         } catch {

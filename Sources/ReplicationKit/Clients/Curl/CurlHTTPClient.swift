@@ -230,6 +230,10 @@ public final class CurlHTTPClient: Sendable {
             // Body bytes reach the receiver as soon as they arrive.
             set(rk_curl_setopt_long(h, CURLOPT_BUFFERSIZE, 256 * 1024))
         }
+        if case .file = sink {
+            // Downloads (restore) arrive in pieces of this size: one write(2) per 1 MiB instead of per 16 KiB.
+            set(rk_curl_setopt_long(h, CURLOPT_BUFFERSIZE, 1 << 20))
+        }
         if options.skipVerify {
             set(rk_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0))
             set(rk_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0))
