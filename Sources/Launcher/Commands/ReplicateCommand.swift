@@ -90,6 +90,7 @@ enum ReplicateCommand {
 
         let logger = Logger(label: "launcher")
         logger.info("litestream-compatible launcher \(launcherVersion)")
+        for w in config.warnings { logger.warning("config: \(w)") }
         // Built first: it validates the databases and replicas (opening nothing), so a bad config fails before
         // any restore.
         let replicator = try Replicator(config: config, logger: logger)

@@ -100,6 +100,7 @@ enum RestoreCommand {
 
         let config = try ConfigLocator.load(explicit: flags.string("config"), expandEnv: !flags.bool("no-expand-env"),
                                             required: false)
+        ConfigLocator.printWarnings(config)
         let replicaName = flags.string("replica")
         var candidates: [(name: String, client: any ReplicaClient)] = []
         if isURL {

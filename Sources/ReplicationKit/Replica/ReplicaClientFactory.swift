@@ -2,19 +2,22 @@
 public enum ReplicaClientFactory {
     /// Returns a client for `config`, or an error naming the replica when its type is not available.
     public static func make(_ config: ReplicaConfig) throws -> any ReplicaClient {
-        switch config.type {
-        case "file":
-            guard let path = config.path, !path.isEmpty else {
-                throw ReplicationError(.config, "file replica path required")
-            }
-            return FileReplicaClient(root: path)
-        case "s3":
-            return try S3ReplicaClient(config: config)
-        case "gs", "abs", "sftp":
-            throw ReplicationError(.config, "replica \"\(config.name)\": type \"\(config.type)\" is not supported by this build yet; use a file replica")
-        default:
-            throw ReplicationError(.config, "unknown replica type in config: \"\(config.type)\"")
+        switch config.destination {
+        case .file(let d):
+            return FileReplicaClient(root: d.path)
+        case .s3(let d):
+            return try S3ReplicaClient(destination: d)
+        case .gcs:
+            throw notYet(config)
+        case .azure:
+            throw notYet(config)
+        case .sftp:
+            throw notYet(config)
         }
+    }
+
+    private static func notYet(_ config: ReplicaConfig) -> ReplicationError {
+        ReplicationError(.config, "replica \"\(config.name)\": type \"\(config.type)\" is not supported by this build yet; use a file replica")
     }
 
     /// Replica timing from its configuration.

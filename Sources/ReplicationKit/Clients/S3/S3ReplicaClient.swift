@@ -83,16 +83,17 @@ public final class S3ReplicaClient: ReplicaClient {
 
     /// Builds a client from a replica's configuration and the credential chain.
     /// - Throws: `ReplicationError(.config)` for a missing bucket or credentials.
-    public convenience init(config: ReplicaConfig, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        guard let bucket = config.bucket, !bucket.isEmpty else {
+    public convenience init(destination d: S3Destination,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        guard !d.bucket.isEmpty else {
             throw ReplicationError(.config, "bucket required for s3 replica")
         }
-        let creds = try S3CredentialChain.resolve(accessKeyID: config.accessKeyID, secretAccessKey: config.secretAccessKey,
+        let creds = try S3CredentialChain.resolve(accessKeyID: d.accessKeyID, secretAccessKey: d.secretAccessKey,
                                                   environment: environment)
         var o = CurlHTTPOptions()
-        o.skipVerify = config.skipVerify
-        self.init(location: S3Location(bucket: bucket, prefix: config.path, region: config.region,
-                                       endpoint: config.endpoint, forcePathStyle: config.forcePathStyle),
+        o.skipVerify = d.skipVerify
+        self.init(location: S3Location(bucket: d.bucket, prefix: d.path, region: d.region,
+                                       endpoint: d.endpoint, forcePathStyle: d.forcePathStyle),
                   credentials: creds, httpOptions: o)
     }
 
