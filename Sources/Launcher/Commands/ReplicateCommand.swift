@@ -109,6 +109,8 @@ enum ReplicateCommand {
             server = s
         }
         defer { server?.close() }
+        // Before any restore: a second launcher on the same database stops here instead of wedging the first.
+        try replicator.lockDatabases()
         if command != nil {
             try StartupPreparation.prepareDatabases(config, restore: !flags.bool("no-restore"), logger: logger)
         }

@@ -18,10 +18,13 @@ public final class Replicator: @unchecked Sendable {
     public private(set) var followers: [StreamFollower] = []
     private var watcher: FileWatcher?
     private let logger: Logger
+    /// The `flock` claims on the databases this process replicates or follows, by path (see `lockDatabases`).
+    private var locks: [String: DatabaseLock] = [:]
 
     /// Builds databases and replicas from `config`; configuration errors name the database and replica.
     public init(config: Configuration, logger: Logger) throws {
         self.logger = logger
+        try Self.checkDistinct(config)
         for dbc in config.dbs {
             guard dbc.minCheckpointPageCount > 0 else {
                 throw ReplicationError(.config, "open database: \(dbc.path): minimum checkpoint page count required")
@@ -53,10 +56,49 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
+    /// Rejects a configuration that lists one database file twice (under two spellings, through a symbolic link or
+    /// `..`), or puts a file replica inside a database's own metadata directory: both would wedge replication.
+    static func checkDistinct(_ config: Configuration) throws {
+        var seen: [String: (index: Int, path: String)] = [:]
+        for (i, db) in config.dbs.enumerated() {
+            let resolved = FileSystem.resolvedPath(db.path)
+            if let first = seen[resolved] {
+                throw ReplicationError(.config, "dbs[\(i)] (\(db.path)) and dbs[\(first.index)] (\(first.path)) are the same "
+                    + "database file \(resolved): list each database once, with all its replicas")
+            }
+            seen[resolved] = (i, db.path)
+        }
+        for db in config.dbs {
+            let meta = FileSystem.resolvedPath(MetaDirectory(databasePath: db.path).root)
+            for r in db.replicas {
+                guard case .file(let f) = r.destination else { continue }
+                let target = FileSystem.resolvedPath(f.path)
+                if target == meta || target.hasPrefix(meta + "/") {
+                    throw ReplicationError(.config, "database \(db.path): replica \"\(r.name)\" (\(f.path)) is inside the "
+                        + "database's own metadata directory \(meta), which replication rewrites; put the replica elsewhere")
+                }
+            }
+        }
+    }
+
+    /// Claims every database whose directory exists with an exclusive lock that dies with this process, so a
+    /// second launcher on the same database refuses to start instead of wedging both. Idempotent; `start()` calls
+    /// it again for databases whose directory appeared since.
+    /// - Throws: `.conflict` naming the holder when another process replicates one of the databases.
+    public func lockDatabases() throws {
+        let paths = entries.map(\.database.path) + followers.map(\.path)
+        for path in paths where locks[path] == nil {
+            let dir = (path as NSString).deletingLastPathComponent
+            guard let info = try FileSystem.info(dir), info.isDirectory else { continue }
+            locks[path] = try DatabaseLock.acquire(databasePath: path, directoryMode: info.mode & 0o7777)
+        }
+    }
+
     /// Opens every database that exists, starts watching, and starts the replicas.
     ///
     /// A database file that exists but cannot be tracked (not SQLite, unreadable) fails startup.
     public func start() throws {
+        try lockDatabases()
         let w = try FileWatcher(logger: logger)
         watcher = w
         if entries.isEmpty && followers.isEmpty { logger.info("no databases specified in configuration") }

@@ -39,6 +39,25 @@ public enum FileSystem {
                         isDirectory: (st.st_mode & S_IFMT) == S_IFDIR, uid: st.st_uid, gid: st.st_gid)
     }
 
+    /// The path with symbolic links and `..` resolved as far as it exists: the deepest existing ancestor is passed
+    /// through `realpath(3)` and the missing rest appended, so two spellings of one file compare equal before the
+    /// file is created.
+    public static func resolvedPath(_ path: String) -> String {
+        var missing: [String] = []
+        var current = GoPath.clean(path)
+        while true {
+            if let r = realpath(current, nil) {
+                defer { free(r) }
+                let base = String(cString: r)
+                return missing.isEmpty ? base : GoPath.clean(base + "/" + missing.reversed().joined(separator: "/"))
+            }
+            let parent = (current as NSString).deletingLastPathComponent
+            if parent == current || parent.isEmpty { return GoPath.clean(path) }
+            missing.append((current as NSString).lastPathComponent)
+            current = parent
+        }
+    }
+
     /// Whether something exists at `path`.
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0

@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+
+/// Black-box tests of the configurations and process situations that used to wedge or mislead (issue 11):
+/// a second launcher on one database, one database listed twice, a replica inside the metadata directory, keys
+/// that are not acted on.
+extension ReplicationIntegrationTests {
+    @Suite(.serialized) struct SafetyTests {
+        typealias H = ReplicationHarness
+
+        /// A second `replicate` on a database another launcher replicates refuses to start, naming the holder; the
+        /// first keeps replicating and stops cleanly; once it is gone (even by SIGKILL) the database can be claimed.
+        @Test func secondLauncherOnOneDatabaseRefusesToStart() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db"), out = sb.path("restored.db")
+            try H.runWriter(db, count: 1)
+            let first = try H.startReplicate(sb, [db, sb.url("r1")], log: "first.log")
+
+            let second = try H.launcher(["replicate", db, sb.url("r2")], timeout: 60)
+            #expect(second.status == 1, "\(second.output)")
+            #expect(second.output.contains("database \(db) is already replicated by another process (pid=\(first.process.processIdentifier) "),
+                    "\(second.output)")
+            #expect(second.output.contains("\(db)-litestream/lock is locked"), "\(second.output)")
+            // The refused launcher wrote nothing: no second replica, and the first one's shadow WAL is untouched.
+            #expect(!FileManager.default.fileExists(atPath: sb.path("r2")))
+
+            // The first is not wedged: it replicates new rows and its final sync succeeds.
+            try H.runWriter(db, rate: 1000, count: 300)
+            #expect(H.stop(first) == 0, "\(H.tail(first.output))")
+            #expect(!first.output.contains("non-contiguous"), "\(H.tail(first.output))")
+            try H.restore(["-o", out, sb.url("r1")])
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
+
+            // The lock died with its holder: a new launcher starts, even after a SIGKILL.
+            let third = try H.startReplicate(sb, [db, sb.url("r1")], log: "third.log")
+            third.signal(SIGKILL)
+            _ = third.wait(timeout: 10)
+            let fourth = try H.startReplicate(sb, [db, sb.url("r1")], log: "fourth.log")
+            #expect(H.stop(fourth) == 0, "\(H.tail(fourth.output))")
+        }
+
+        /// The app started by `-exec` does not inherit the claim: after the launcher dies, a new one starts while
+        /// the orphaned app still runs.
+        @Test func theAppDoesNotInheritTheLock() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db"), pidFile = sb.path("app.pid")
+            try H.runWriter(db, count: 1)
+            let config = sb.path("l.yml")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: \(sb.url("r"))\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let supervised = try sb.start(TestSupport.launcher,
+                                          ["-config", config, "-exec", "sh -c 'echo $$ > \(pidFile); exec sleep 60'"],
+                                          log: "supervised.log")
+            #expect(poll(timeout: 60) { (try? String(contentsOfFile: pidFile, encoding: .utf8))?.isEmpty == false },
+                    "\(H.tail(supervised.output))")
+            supervised.signal(SIGKILL)
+            _ = supervised.wait(timeout: 10)
+            let appPID = Int32((try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            defer { if appPID > 0 { kill(appPID, SIGKILL) } }
+            #expect(appPID > 0 && kill(appPID, 0) == 0, "the orphaned app should still run")
+            let next = try H.startReplicate(sb, ["-config", config], log: "next.log")
+            #expect(H.stop(next) == 0, "\(H.tail(next.output))")
+        }
+
+        /// One database under two spellings (`..`, a symbolic link) is refused at startup naming both entries.
+        @Test func theSameDatabaseListedTwiceIsRefused() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("data/app.db")
+            try FileManager.default.createDirectory(atPath: sb.path("data/sub"), withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: sb.path("link"), withDestinationPath: sb.path("data"))
+            try H.runWriter(db, count: 1)
+            for other in [sb.path("data/sub/../app.db"), sb.path("link/app.db")] {
+                let config = sb.path("twice.yml")
+                try """
+                    dbs:
+                      - path: \(db)
+                        replicas: [{url: \(sb.url("r1"))}]
+                      - path: \(other)
+                        replicas: [{url: \(sb.url("r2"))}]
+                    """.write(toFile: config, atomically: true, encoding: .utf8)
+                let r = try H.launcher(["replicate", "-config", config], timeout: 60)
+                #expect(r.status == 1, "\(r.output)")
+                #expect(r.output.contains("dbs[1] (") && r.output.contains("and dbs[0] (\(db)) are the same database file"), "\(r.output)")
+                #expect(!FileManager.default.fileExists(atPath: sb.path("r1")) && !FileManager.default.fileExists(atPath: sb.path("r2")))
+            }
+        }
+
+        /// A file replica inside the database's own `-litestream` directory is refused.
+        @Test func aReplicaInsideTheMetadataDirectoryIsRefused() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db")
+            try H.runWriter(db, count: 1)
+            let r = try H.launcher(["replicate", db, "file://\(db)-litestream/backup"], timeout: 60)
+            #expect(r.status == 1, "\(r.output)")
+            #expect(r.output.contains("is inside the database's own metadata directory"), "\(r.output)")
+        }
+
+        /// Misspelt keys are named with the closest valid key (replicate: a log line; listings: stderr), and an
+        /// `age` block stops the launcher instead of writing plaintext backups.
+        @Test func keysNotActedOnAreNamed() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db")
+            try H.runWriter(db, count: 1)
+            let config = sb.path("typo.yml")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: \(sb.url("r"))\n        retension: 1h\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let p = try H.startReplicate(sb, ["-config", config], log: "typo.log")
+            #expect(p.output.contains(#"WARNING config: \#(config): dbs[0].replicas[0].retension: unknown key (did you mean "retention"?); ignored"#),
+                    "\(H.tail(p.output))")
+            #expect(H.stop(p) == 0)
+            let listing = try runCommand(TestSupport.launcher, ["databases", "-config", config])
+            #expect(listing.status == 0 && listing.output.contains("retension: unknown key"), "\(listing.output)")
+
+            let age = sb.path("age.yml")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: \(sb.url("enc"))\n        age:\n          recipients: [age1qqq]\n"
+                .write(toFile: age, atomically: true, encoding: .utf8)
+            let refused = try H.launcher(["replicate", "-config", age], timeout: 60)
+            #expect(refused.status == 1, "\(refused.output)")
+            #expect(refused.output.contains("dbs[0].replicas[0].age: client-side encryption (age) is not supported"), "\(refused.output)")
+            #expect(!FileManager.default.fileExists(atPath: sb.path("enc")))
+        }
+    }
+}
