@@ -123,5 +123,20 @@ extension ReplicationIntegrationTests {
             #expect(refused.output.contains("dbs[0].replicas[0].age: client-side encryption (age) is not supported"), "\(refused.output)")
             #expect(!FileManager.default.fileExists(atPath: sb.path("enc")))
         }
+
+        /// An unset variable in a replica URL stops the launcher naming the variable, instead of replicating into
+        /// the current directory.
+        @Test func anUnsetVariableInTheConfigIsAnError() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db")
+            try H.runWriter(db, count: 1)
+            let config = sb.path("env.yml")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: file://${RK_SURELY_UNSET_DIR}/backup\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let r = try H.launcher(["replicate", "-config", config], timeout: 60)
+            #expect(r.status == 1, "\(r.output)")
+            #expect(r.output.contains("\(config): line 4: environment variable $RK_SURELY_UNSET_DIR is not set"), "\(r.output)")
+        }
     }
 }

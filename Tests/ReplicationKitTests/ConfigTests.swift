@@ -636,3 +636,32 @@ private func urlError(_ url: String) -> String? {
         #expect(KeyChecker.closest("zzzzzz", in: ["bucket", "path"]) == nil)
     }
 }
+
+// MARK: - Unset variables
+
+@Suite struct UnsetVariableTests {
+    @Test func unsetVariablesAreErrorsNamingTheVariableAndLine() {
+        let e = parseError("dbs:\n  - path: /data/app.db\n    replicas:\n      - url: s3://$BUCKET/db\n")
+        #expect(e == "/etc/litestream.yml: line 4: environment variable $BUCKET is not set (set it, write ${BUCKET:-} for an empty value or ${BUCKET:-default} for a default, or pass -no-expand-env)")
+        #expect(parseError("dbs:\n  - path: ${DIR}/app.db\n")?.contains("line 2: environment variable $DIR is not set") == true)
+    }
+
+    @Test func defaultsCommentsAndProseAreFine() throws {
+        let c = try parse("""
+            # costs $5, see $HOME_PAGE
+            dbs:
+              - path: ${DIR:-/srv}/app.db   # $ALSO_A_COMMENT
+                replicas:
+                  - url: s3://${BUCKET:-fallback}/x
+                    secret-access-key: "pa$$word $1"
+                    access-key-id: ${EMPTY:-}
+            """)
+        #expect(c.dbs[0].path == "/srv/app.db")
+        #expect(c.dbs[0].replicas[0].s3?.bucket == "fallback")
+        #expect(c.dbs[0].replicas[0].s3?.accessKeyID == nil)
+        let set = try parse("dbs:\n  - path: ${DIR:-/srv}/app.db\n", env: ["DIR": "/data"])
+        #expect(set.dbs[0].path == "/data/app.db")
+        // With -no-expand-env nothing is checked or expanded.
+        #expect(try parse("dbs:\n  - path: /d/$UNSET.db\n", expand: false).dbs[0].path == "/d/$UNSET.db")
+    }
+}

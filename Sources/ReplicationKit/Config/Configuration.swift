@@ -44,6 +44,11 @@ public struct Configuration: Sendable {
     /// Parses YAML text (after optional `$VAR` expansion); every error is one line prefixed with `sourceName`.
     public static func parse(yaml: String, sourceName: String, expandEnv: Bool = true,
                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Configuration {
+        if expandEnv, let unset = EnvironmentExpansion.unsetReferences(yaml, lookup: { environment[$0] }).first {
+            throw ReplicationError(.config, "\(sourceName): line \(unset.line): environment variable $\(unset.name) is not set "
+                + "(set it, write ${\(unset.name):-} for an empty value or ${\(unset.name):-default} for a default, "
+                + "or pass -no-expand-env)")
+        }
         let text = expandEnv ? EnvironmentExpansion.expand(yaml) { environment[$0] } : yaml
         let w = YAMLWalker(source: sourceName)
         let root: Node?

@@ -1,6 +1,7 @@
 /// Go `os.Expand`/`os.ExpandEnv` semantics for `$VAR` / `${VAR}` substitution in config text.
 public enum EnvironmentExpansion {
-    /// Replaces `${NAME}`, `$NAME` and `$<special>` in `text`; unknown names (lookup returns nil) expand to "".
+    /// Replaces `${NAME}`, `$NAME` and `$<special>` in `text`; unknown names (lookup returns nil) expand to "";
+    /// `${NAME:-default}` gives the default when NAME is unset or empty.
     ///
     /// Mirrors Go exactly: `$$` is the variable named `$` (not an escape), `${}` is removed, an
     /// unterminated `${` loses the `${`, and a `$` before any other character (or at the end) is kept.
@@ -21,7 +22,7 @@ public enum EnvironmentExpansion {
                 if name == nil && w > 0 {
                     // Invalid syntax: eat the characters.
                 } else if let name {
-                    if let value = lookup(String(decoding: name, as: UTF8.self)) {
+                    if let value = resolve(String(decoding: name, as: UTF8.self), lookup: lookup) {
                         buf.append(contentsOf: value.utf8)
                     }
                 } else {
@@ -35,6 +36,59 @@ public enum EnvironmentExpansion {
         if !changed { return text }
         buf.append(contentsOf: s[min(i, s.count)...])
         return String(decoding: buf, as: UTF8.self)
+    }
+
+    /// The value of a `${…}` body: `NAME`, or `NAME:-default` (our extension: the default when NAME is unset or
+    /// empty, so a config can say that an empty value is intended).
+    private static func resolve(_ name: String, lookup: (String) -> String?) -> String? {
+        guard let r = name.range(of: ":-") else { return lookup(name) }
+        let value = lookup(String(name[..<r.lowerBound])) ?? ""
+        return value.isEmpty ? String(name[r.upperBound...]) : value
+    }
+
+    /// A reference to a variable that is not set: its name and 1-based line.
+    public struct UnsetReference: Equatable, Sendable {
+        public var name: String
+        public var line: Int
+    }
+
+    /// The `$NAME` / `${NAME}` references in `text` whose variable is not set, outside YAML comments. Only
+    /// identifier names count (`$1`, `$*` and a lone `$` are left alone: they are usually prose or passwords), and
+    /// `${NAME:-default}` never does. Go would expand each of these to "", silently: a replica path becomes the
+    /// current directory.
+    public static func unsetReferences(_ text: String, lookup: (String) -> String?) -> [UnsetReference] {
+        var out: [UnsetReference] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let bytes = Array(line.utf8)
+            var quote: UInt8? = nil
+            var i = 0
+            scan: while i < bytes.count {
+                let c = bytes[i]
+                if let q = quote {
+                    if c == q { quote = nil }
+                } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                    quote = c
+                } else if c == UInt8(ascii: "#") && (i == 0 || bytes[i - 1] == UInt8(ascii: " ") || bytes[i - 1] == UInt8(ascii: "\t")) {
+                    break scan  // a comment runs to the end of the line
+                }
+                if c == UInt8(ascii: "$") && i + 1 < bytes.count {
+                    let (name, w) = shellName(bytes[(i + 1)...])
+                    if let name, let first = name.first, first == UInt8(ascii: "_") || isLetter(first) {
+                        let text = String(decoding: name, as: UTF8.self)
+                        let isIdentifier = name.allSatisfy(isAlphaNum)
+                        if isIdentifier && lookup(text) == nil { out.append(UnsetReference(name: text, line: n + 1)) }
+                    }
+                    i += w + 1
+                    continue
+                }
+                i += 1
+            }
+        }
+        return out
+    }
+
+    private static func isLetter(_ c: UInt8) -> Bool {
+        (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
     }
 
     private static func isSpecial(_ c: UInt8) -> Bool {
