@@ -138,5 +138,37 @@ extension ReplicationIntegrationTests {
             #expect(r.status == 1, "\(r.output)")
             #expect(r.output.contains("\(config): line 4: environment variable $RK_SURELY_UNSET_DIR is not set"), "\(r.output)")
         }
+
+        /// Two replicas with the same data, the first one's snapshot damaged: `restore` restores from the second
+        /// and says which replica it skipped and why; `-replica` still forces the damaged one (and fails, naming it).
+        @Test func restoreSkipsADamagedReplica() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db")
+            try H.runWriter(db, count: 1)
+            let config = sb.path("two.yml")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - {name: first, url: \(sb.url("r1"))}\n      - {name: second, url: \(sb.url("r2"))}\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let p = try H.startReplicate(sb, ["-config", config], log: "two.log")
+            try H.runWriter(db, rate: 1000, count: 200)
+            #expect(H.stop(p) == 0, "\(H.tail(p.output))")
+            let snapshots = try H.replicaObjects(sb.path("r1")).objects.filter { $0.kind == .snapshot }
+            let snap = try #require(snapshots.first?.path, "\(snapshots)")
+            var bytes = try #require(FileManager.default.contents(atPath: snap)).map { $0 }
+            for k in stride(from: 12, to: bytes.count, by: 5) { bytes[k] ^= 0xa5 }
+            try Data(bytes).write(to: URL(fileURLWithPath: snap))
+
+            let out = sb.path("restored.db")
+            let r = try H.launcher(["restore", "-config", config, "-o", out, db])
+            #expect(r.status == 0, "\(r.output)")
+            #expect(r.output.contains("cannot restore from replica \"first\""), "\(r.output)")
+            #expect(r.output.contains("trying the next candidate"), "\(r.output)")
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
+
+            let forced = try H.launcher(["restore", "-config", config, "-replica", "first", "-o", sb.path("forced.db"), db])
+            #expect(forced.status == 1, "\(forced.output)")
+            #expect(forced.output.contains("cannot restore snapshot: generations/"), "\(forced.output)")
+            #expect(!FileManager.default.fileExists(atPath: sb.path("forced.db")))
+        }
     }
 }

@@ -524,3 +524,89 @@ struct RestorePlannerTests {
         #expect(try RestorePlanner.plan(noEarly).isSnapshotOnly)
     }
 }
+
+/// A damaged or unreadable replica does not stop a restore that another replica or an older generation can do.
+@Suite("Restore fall-back")
+struct RestoreFallbackTests {
+    /// Damages the snapshot object of `g` under `root` (its LZ4 frame no longer decodes), keeping its mtime.
+    private func damageSnapshot(root: String, g: Generation) throws {
+        let path = root + "/" + ReplicaPaths.snapshot(g, index: 0)
+        let info = try #require(try FileSystem.info(path))
+        var bytes = try #require(FileManager.default.contents(atPath: path)).map { $0 }
+        for i in stride(from: 12, to: bytes.count, by: 7) { bytes[i] ^= 0x5a }
+        try writeFile(path, bytes)
+        try FileSystem.setModified(path, to: info.modified)
+    }
+
+    @Test func aCorruptNewestReplicaFallsBackToTheHealthyOneAndSaysWhy() throws {
+        let r = try standardReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        // The same objects on a second replica, then the first (configured first, so chosen first) damaged.
+        try writeReplica(r.history, root: r.dir + "/copy", generation: r.gen)
+        try damageSnapshot(root: r.dir + "/replica", g: r.gen)
+        let replicas: [(name: String, client: any ReplicaClient)] = [("bad", r.client), ("good", FileReplicaClient(root: r.dir + "/copy"))]
+        let (logger, log) = makeLogger()
+        let out = r.dir + "/o.db"
+        let choice = try Restorer.restore(replicas: replicas, options: RestoreOptions(outputPath: out), logger: logger)
+        #expect(choice.name == "good")
+        #expect(try restoredRows(out) == r.history.rowsAfterIndex[2])
+        let lines = log.lines.joined(separator: "\n")
+        #expect(lines.contains("restore: cannot restore from replica \"bad\" (\(r.client.location)) generation \(r.gen.name): cannot restore snapshot: \(ReplicaPaths.snapshot(r.gen, index: 0))"), "\(lines)")
+        #expect(lines.contains("trying the next candidate"), "\(lines)")
+
+        // -replica forces one: the damaged one alone fails, naming the object, and leaves nothing behind.
+        try expectRestoreError(r.client, RestoreOptions(outputPath: r.dir + "/forced.db"),
+                               contains: "cannot restore snapshot: \(ReplicaPaths.snapshot(r.gen, index: 0))")
+        #expect(try outputFiles(r.dir + "/forced.db").isEmpty)
+    }
+
+    @Test func anUnreadableNewestGenerationFallsBackToTheOlderOne() throws {
+        let r = try standardReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        // An older generation holding index 0 only, then the newest generation's snapshot damaged.
+        let older = Generation(value: 1)
+        try writeReplica(History(objects: Array(r.history.objects.prefix(4))), root: r.dir + "/replica", generation: older)
+        for name in try FileSystem.list(r.dir + "/replica/generations/\(older.name)/wal/0000000000000000") {
+            try FileSystem.setModified(r.dir + "/replica/generations/\(older.name)/wal/0000000000000000/" + name,
+                                       to: baseTime.addingTimeInterval(-100))
+        }
+        try FileSystem.setModified(r.dir + "/replica/" + ReplicaPaths.snapshot(older, index: 0), to: baseTime.addingTimeInterval(-200))
+        try damageSnapshot(root: r.dir + "/replica", g: r.gen)
+        let (logger, log) = makeLogger()
+        let out = r.dir + "/o.db"
+        let plan = try Restorer.restore(client: r.client, options: RestoreOptions(outputPath: out), logger: logger)
+        #expect(plan.generation == older)
+        #expect(try restoredRows(out) == r.history.rowsAfterIndex[0])
+        #expect(log.lines.contains { $0.contains("restored from replica \"file\"") && $0.contains("generation \(older.name) after skipping") })
+        // A pinned generation never falls back to another one.
+        try expectRestoreError(r.client, RestoreOptions(outputPath: r.dir + "/pinned.db", generation: r.gen),
+                               contains: "cannot restore snapshot")
+    }
+
+    @Test func anUnlistableReplicaIsSkipped() throws {
+        let r = try standardReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        // A store nobody answers for (connection refused on loopback port 1): listing it fails.
+        var o = CurlHTTPOptions()
+        o.maxAttempts = 1
+        let broken = S3ReplicaClient(location: S3Location(bucket: "gone", prefix: "db", endpoint: "http://127.0.0.1:1"),
+                                     credentials: AWSCredentials(accessKeyID: "AKID", secretAccessKey: "s"), httpOptions: o)
+        let (logger, log) = makeLogger()
+        let choice = try Restorer.restore(replicas: [("broken", broken), ("main", r.client)],
+                                          options: RestoreOptions(outputPath: r.dir + "/o.db"), logger: logger)
+        #expect(choice.name == "main")
+        #expect(log.lines.contains { $0.contains("restore: skipping replica \"broken\"") && $0.contains("cannot list") }, "\(log.lines)")
+    }
+
+    @Test func candidateOrder() {
+        let g1 = Generation(value: 1), g2 = Generation(value: 2)
+        func listing(_ g: Generation, _ t: Double) -> GenerationListing {
+            GenerationListing(generation: g, snapshots: [SnapshotInfo(generation: g, index: 0, size: 1, createdAt: baseTime.addingTimeInterval(t))],
+                              segments: [])
+        }
+        let a = [listing(g1, 10), listing(g2, 50)], b = [listing(g2, 50)], c = [listing(g1, 30)]
+        let order = RestorePlanner.candidates([a, b, c]).map { "\($0.replica):\($0.listing.generation.value)" }
+        // Latest generations newest first (ties in configuration order), then the older generations.
+        #expect(order == ["0:2", "1:2", "2:1", "0:1"])
+    }
+}

@@ -128,6 +128,28 @@ public enum RestorePlanner {
         return best?.0
     }
 
+    /// Every restorable (replica, generation) in the order a restore tries them: first each replica's latest
+    /// generation, newest data first (the same choice as `latestReplica` + `latestGeneration` makes, so the first
+    /// candidate is unchanged), then the older generations, newest first. Ties keep configuration order.
+    public static func candidates(_ replicas: [[GenerationListing]], containing timestamp: Date? = nil)
+        -> [(replica: Int, listing: GenerationListing)] {
+        var latest: [(Int, GenerationListing, Date)] = []
+        var older: [(Int, GenerationListing, Date)] = []
+        for (i, listings) in replicas.enumerated() {
+            let best = latestGeneration(listings, containing: timestamp)
+            for l in listings {
+                guard let b = try? bounds(of: l) else { continue }
+                if let t = timestamp, !b.contains(t) { continue }
+                if l.generation == best?.generation { latest.append((i, l, b.end)) } else { older.append((i, l, b.end)) }
+            }
+        }
+        func ordered(_ xs: [(Int, GenerationListing, Date)]) -> [(replica: Int, listing: GenerationListing)] {
+            xs.enumerated().sorted { a, b in a.element.2 != b.element.2 ? a.element.2 > b.element.2 : a.offset < b.offset }
+                .map { (replica: $0.element.0, listing: $0.element.1) }
+        }
+        return ordered(latest) + ordered(older)
+    }
+
     /// The last index to restore: `index` when given, else max(highest snapshot index, highest WAL index).
     public static func targetIndex(of listing: GenerationListing, index: UInt32? = nil) throws -> UInt32 {
         guard let maxSnapshot = listing.snapshots.map(\.index).max() else {

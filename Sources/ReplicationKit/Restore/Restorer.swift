@@ -91,25 +91,76 @@ public enum Restorer {
         return ReplicaRestoreChoice(name: replicas[i].name, client: replicas[i].client, plan: plan)
     }
 
-    /// Restores from one replica into `options.outputPath`; returns what was restored.
+    /// Restores from one replica into `options.outputPath`; returns what was restored. Without an explicit
+    /// generation or index, a generation that cannot be restored (a damaged or missing object) is skipped, with a
+    /// warning, for the next older one (see `restore(replicas:options:logger:)`).
     @discardableResult
     public static func restore(client: any ReplicaClient, options: RestoreOptions, logger: Logger) throws -> RestorePlan {
-        try checkOutputAbsent(options.outputPath)
-        let plan = try plan(client: client, options: options)
-        try execute(plan, client: client, outputPath: options.outputPath,
-                    parallelism: options.effectiveParallelism, logger: logger)
-        return plan
+        try restore(replicas: [(client.type, client)], options: options, logger: logger).plan
     }
 
     /// Restores from whichever of several named replicas holds the latest data; returns the choice made.
+    ///
+    /// A replica that cannot be listed (store gone, credentials revoked) is skipped with a warning. When restoring
+    /// from the best candidate fails for a reason of the replica's (a damaged object, a missing segment, a read
+    /// error), the next candidate is tried: the same data on another replica, then older generations (only when
+    /// no generation or index was asked for). Every skip is logged with the replica, the generation and the
+    /// cause; when nothing can be restored the error lists them all.
     @discardableResult
     public static func restore(replicas: [(name: String, client: any ReplicaClient)], options: RestoreOptions,
                                logger: Logger) throws -> ReplicaRestoreChoice {
         try checkOutputAbsent(options.outputPath)
-        let choice = try plan(replicas: replicas, options: options)
-        try execute(choice.plan, client: choice.client, outputPath: options.outputPath,
-                    parallelism: options.effectiveParallelism, logger: logger)
-        return choice
+        try validate(options)
+        var listed: [(name: String, client: any ReplicaClient, listings: [GenerationListing])] = []
+        var skipped: [String] = []
+        for r in replicas {
+            do {
+                listed.append((r.name, r.client, try listings(client: r.client, generation: options.generation)))
+            } catch {
+                let why = "replica \"\(r.name)\" (\(r.client.location)): cannot list: \(error.oneLine)"
+                if replicas.count == 1 { throw RestoreFiles.wrap(error, "cannot determine latest generation") }
+                logger.warning("restore: skipping \(why)")
+                skipped.append(why)
+            }
+        }
+        var candidates = RestorePlanner.candidates(listed.map(\.listings), containing: options.timestamp)
+        let pinned = options.generation != nil || options.index != nil
+        if pinned, let first = candidates.first {
+            // A pinned generation/index falls back only to the same generation on another replica.
+            candidates = candidates.filter { $0.listing.generation == first.listing.generation }
+        }
+        guard !candidates.isEmpty else {
+            if let g = options.generation, let first = listed.first {
+                // The planner says why the asked-for generation cannot be restored ("no snapshots available").
+                _ = try RestorePlanner.plan(first.listings.first ?? GenerationListing(generation: g, snapshots: [], segments: []),
+                                            index: options.index, timestamp: options.timestamp)
+            }
+            if skipped.isEmpty { throw ReplicationError(.notFound, RestorePlanner.noMatchingBackups) }
+            throw ReplicationError(.io, "cannot restore: no replica could be read: " + skipped.joined(separator: "; "))
+        }
+        var lastError: (any Error)?
+        for (k, c) in candidates.enumerated() {
+            let r = listed[c.replica]
+            let what = "replica \"\(r.name)\" (\(r.client.location)) generation \(c.listing.generation.name)"
+            do {
+                let plan = try RestorePlanner.plan(c.listing, index: options.index, timestamp: options.timestamp)
+                try execute(plan, client: r.client, outputPath: options.outputPath,
+                            parallelism: options.effectiveParallelism, logger: logger)
+                if k > 0 {
+                    logger.warning("restore: restored from \(what) after skipping: \(skipped.joined(separator: "; "))")
+                }
+                return ReplicaRestoreChoice(name: r.name, client: r.client, plan: plan)
+            } catch let e as ReplicationError where e.code == .conflict || e.code == .invalidInput {
+                throw e  // the output exists or the request is malformed: no other candidate can help
+            } catch {
+                lastError = error
+                let why = "\(what): \(error.oneLine)"
+                skipped.append(why)
+                if k + 1 < candidates.count { logger.warning("restore: cannot restore from \(why); trying the next candidate") }
+            }
+        }
+        if candidates.count == 1, let lastError { throw lastError }
+        throw ReplicationError(.io, "cannot restore: every candidate failed: " + skipped.joined(separator: "; "))
     }
 
     /// Carries out `plan`: snapshot into `<out>.tmp`, WAL indexes applied in order, quick_check, rename into place.
