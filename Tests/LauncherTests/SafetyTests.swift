@@ -170,5 +170,37 @@ extension ReplicationIntegrationTests {
             #expect(forced.output.contains("cannot restore snapshot: generations/"), "\(forced.output)")
             #expect(!FileManager.default.fileExists(atPath: sb.path("forced.db")))
         }
+
+        /// The replica directory deleted while `replicate` runs: the next check writes a new snapshot (one log line),
+        /// and the replica restores to the source; a wipe just before the stop is repaired by the final sync.
+        @Test func aWipedReplicaGetsANewSnapshot() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db"), replica = sb.path("r")
+            try H.runWriter(db, count: 1)
+            let config = sb.path("wipe.yml")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: file://\(replica)\n        retention-check-interval: 1s\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let p = try H.startReplicate(sb, ["-config", config], log: "wipe.log")
+            try H.runWriter(db, rate: 1000, count: 100)
+            #expect(p.waitForOutput("wal segment written", timeout: 30), "\(H.tail(p.output))")
+            try FileManager.default.removeItem(atPath: replica)
+            try H.runWriter(db, rate: 1000, count: 100)
+            #expect(p.waitForOutput("no longer holds generation", timeout: 30), "\(H.tail(p.output))")
+            #expect(H.stop(p) == 0, "\(H.tail(p.output))")
+            try H.restore(["-o", sb.path("a.db"), "file://" + replica])
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(sb.path("a.db"))) == nil)
+
+            // Wiped right before the stop, with no check due: the final sync notices.
+            let q = try H.startReplicate(sb, [db, "file://" + replica], log: "wipe2.log")
+            try H.runWriter(db, rate: 1000, count: 50)
+            #expect(q.waitForOutput("wal segment written", timeout: 30), "\(H.tail(q.output))")
+            try FileManager.default.removeItem(atPath: replica)
+            try H.runWriter(db, rate: 1000, count: 50)
+            #expect(H.stop(q) == 0, "\(H.tail(q.output))")
+            #expect(q.output.contains("no longer holds generation"), "\(H.tail(q.output))")
+            try H.restore(["-o", sb.path("b.db"), "file://" + replica])
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(sb.path("b.db"))) == nil)
+        }
     }
 }

@@ -56,11 +56,28 @@ extension Replica {
         publishPosition()
     }
 
+    /// Checks that the replica still holds a snapshot of the generation being written; when it does not (the
+    /// directory or prefix was deleted, the bucket recreated) the WAL uploaded since would be unrestorable, so a
+    /// new snapshot is written at once, with one log line. Runs on every retention check and before the final sync.
+    func ensureGenerationOnReplica(knownSnapshots: [SnapshotInfo]? = nil) throws {
+        guard position != nil, let g = db.position?.generation else { return }
+        let snapshots = try knownSnapshots.map { $0.filter { $0.generation == g } } ?? client.snapshots(generation: g)
+        guard snapshots.isEmpty else { return }
+        logger.warning("replica \(name) (\(client.location)) no longer holds generation \(g.name) (deleted or recreated?); writing a new snapshot")
+        position = nil
+        publishPosition()
+        _ = try snapshot()
+    }
+
     /// Deletes snapshots older than `retention`, keeping at least one, and the WAL they no longer need (§7.5).
     func enforceRetention() throws {
         let generations = try client.generations()
         var all: [SnapshotInfo] = []
         for g in generations { all += try client.snapshots(generation: g) }
+        if let g = db.position?.generation, position != nil, !all.contains(where: { $0.generation == g }) {
+            try ensureGenerationOnReplica(knownSnapshots: all)
+            all += try client.snapshots(generation: g)
+        }
         let cutoff = Date().addingTimeInterval(-options.retention.timeInterval)
         var retained = all.filter { $0.createdAt >= cutoff }
         if retained.isEmpty { retained = [try snapshot()] }

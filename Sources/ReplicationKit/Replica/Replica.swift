@@ -65,6 +65,11 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
                 addTimer(every: min(options.retentionCheckInterval, options.retention)) { [self] in
                     do { try enforceRetention() } catch { logger.error("retainer error: \(error.oneLine)") }
                 }
+            } else if options.retentionCheckInterval > .zero {
+                // Without retention the check still runs, so a wiped replica is noticed.
+                addTimer(every: options.retentionCheckInterval) { [self] in
+                    do { try ensureGenerationOnReplica() } catch { logger.error("replica check error: \(error.oneLine)") }
+                }
             }
         }
     }
@@ -128,7 +133,11 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             stopped = true
             for t in timers { t.cancel() }
             timers.removeAll()
-            if finalSync { try syncOnQueue() }
+            if finalSync {
+                // One listing, so a replica wiped since the last check still ends restorable.
+                try ensureGenerationOnReplica()
+                try syncOnQueue()
+            }
         }
     }
 
