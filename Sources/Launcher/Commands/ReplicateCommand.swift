@@ -39,6 +39,29 @@ enum ReplicateCommand {
         }
     }
 
+    /// The HTTP server's bounds: the descriptor budget left after replication's reserve, and the timeouts;
+    /// `LAUNCHER_HTTP_MAX_CONNECTIONS`, `LAUNCHER_HTTP_HEADER_TIMEOUT` and `LAUNCHER_HTTP_IDLE_TIMEOUT` override them.
+    static func httpLimits(databases: Int) throws -> HTTPServerLimits {
+        var l = HTTPServerLimits()
+        l.maxConnections = OpenFileLimit.httpConnectionBudget(databases: databases)
+        let env = ProcessInfo.processInfo.environment
+        if let v = env["LAUNCHER_HTTP_MAX_CONNECTIONS"], !v.isEmpty {
+            guard let n = Int(v), n > 0 else {
+                throw ReplicationError(.invalidInput, "LAUNCHER_HTTP_MAX_CONNECTIONS: expected a positive integer, got \(goQuote(v))")
+            }
+            l.maxConnections = min(n, l.maxConnections)
+        }
+        for (name, set) in [("LAUNCHER_HTTP_HEADER_TIMEOUT", { (d: Duration) in l.headerTimeout = d }),
+                            ("LAUNCHER_HTTP_IDLE_TIMEOUT", { (d: Duration) in l.idleTimeout = d })] {
+            guard let v = env[name], !v.isEmpty else { continue }
+            guard let d = try? GoDuration.parse(v), d > .zero else {
+                throw ReplicationError(.invalidInput, "\(name): expected a positive duration (e.g. 10s), got \(goQuote(v))")
+            }
+            set(d)
+        }
+        return l
+    }
+
     static func run(_ args: [String]) throws -> Int32 {
         var fs = GoFlagSet(name: "replicate")
         ConfigFlags.add(to: &fs)
@@ -104,7 +127,8 @@ enum ReplicateCommand {
             for e in replicator.entries { routes.serve(e.database) }
             for f in replicator.followers { routes.refuseFollower(f.path) }
             routes.setHealthSource(health)
-            let s = try HTTPServer(address: addr, routes: routes, logger: logger)
+            let s = try HTTPServer(address: addr, routes: routes,
+                                   limits: try Self.httpLimits(databases: config.dbs.count), logger: logger)
             logger.info("serving metrics, health and live replication on \(s.url) (/metrics /healthz /readyz /stream)")
             server = s
         }

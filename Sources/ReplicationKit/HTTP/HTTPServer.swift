@@ -31,6 +31,20 @@ public protocol HTTPRoutes: Sendable {
     func stream(query: [String: String], channel: any Channel) -> SimpleHTTPResponse?
 }
 
+/// Bounds on what clients of the HTTP server may hold, so the port can never take the descriptors or threads
+/// that replication needs (idle sockets, request headers never finished, a flood of connections).
+public struct HTTPServerLimits: Sendable {
+    /// Connections open at once; more are closed as soon as they are accepted. `/stream` sessions count too.
+    public var maxConnections = 256
+    /// Time from the connection's start to a complete request head (slow or never-finished headers are closed).
+    public var headerTimeout: Duration = .seconds(10)
+    /// Time a kept-alive connection may wait for its next request.
+    public var idleTimeout: Duration = .seconds(60)
+
+    /// Default limits.
+    public init() {}
+}
+
 /// The HTTP/1.1 server behind `-addr`: `/stream`, `/metrics`, `/healthz`, `/readyz` (SwiftNIO, one event loop).
 ///
 /// The event loop only parses and writes; anything that reads files or SQLite runs on `work`, a serial
@@ -44,11 +58,13 @@ public final class HTTPServer: Sendable {
     public let host: String
 
     /// Binds `address` (`host:port`, `:port`); throws the listen error in Go's wording.
-    public init(address: String, routes: any HTTPRoutes, logger: Logger) throws {
+    public init(address: String, routes: any HTTPRoutes, limits: HTTPServerLimits = HTTPServerLimits(),
+                logger: Logger) throws {
         let (host, port) = try HTTPServer.split(address)
         self.host = host
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let work = DispatchQueue(label: "launcher.http.work")
+        let registry = ConnectionRegistry(max: limits.maxConnections)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -58,7 +74,8 @@ public final class HTTPServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPRequestHandler(routes: routes, work: work, logger: logger))
+                        HTTPRequestHandler(routes: routes, work: work, limits: limits, registry: registry,
+                                           logger: logger))
                 }
             }
         do {
@@ -114,19 +131,70 @@ final class HTTPRequestHandler: ChannelInboundHandler {
 
     private let routes: any HTTPRoutes
     private let work: DispatchQueue
+    private let limits: HTTPServerLimits
+    private let registry: ConnectionRegistry
     private let logger: Logger
     private var head: HTTPRequestHead?
     private var streaming = false
+    /// Closes the connection unless a request head arrives in time (armed while waiting for one).
+    private var deadline: Scheduled<Void>?
 
-    init(routes: any HTTPRoutes, work: DispatchQueue, logger: Logger) {
+    init(routes: any HTTPRoutes, work: DispatchQueue, limits: HTTPServerLimits, registry: ConnectionRegistry,
+         logger: Logger) {
         self.routes = routes
         self.work = work
+        self.limits = limits
+        self.registry = registry
         self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard registry.admit(context.channel) else {
+            logger.debug("http: \(registry.max) connections busy; closing a new one")
+            context.close(promise: nil)
+            return
+        }
+        arm(context, limits.headerTimeout)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        registry.remove(context.channel)
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// Waits `timeout` for the next request head, then closes the connection.
+    private func arm(_ context: ChannelHandlerContext, _ timeout: Duration) {
+        deadline?.cancel()
+        registry.setIdle(context.channel, true)
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.timeInterval * 1e9))) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // A response was written completely: the connection now waits for its next request, idle-bounded.
+        if event is ResponseCompleted, !streaming {
+            arm(context, limits.idleTimeout)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            deadline?.cancel()
+            deadline = nil
+            registry.setIdle(context.channel, false)
             head = h
         case .body:
             break
@@ -177,7 +245,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                       promise: nil)
         channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
         let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
-        if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+        if keepAlive {
+            done.whenSuccess { channel.pipeline.fireUserInboundEventTriggered(ResponseCompleted()) }
+        } else {
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
     /// Splits a request target into its path and decoded query parameters (the last value of a repeated name wins).
@@ -195,4 +267,64 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         logger.debug("http connection error: \(error)")
         context.close(promise: nil)
     }
+}
+
+/// Told to the request handler when a response has been written completely.
+struct ResponseCompleted: Sendable {}
+
+/// The server's open connections, in order of when each last became idle (waiting for a request head).
+///
+/// At the cap a new connection evicts the connection idle the longest, so idle or slow clients can never lock
+/// out a health check (which sends its request at once); only when every connection is busy (a `/stream`
+/// session, a request being answered) is the new one refused.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        /// Idle connections, oldest first.
+        var idle: [ObjectIdentifier] = []
+    }
+    private let state = Locked(State())
+    let max: Int
+
+    init(max: Int) { self.max = max }
+
+    /// Admits `channel`; false when it must be closed. An evicted idle connection is closed here.
+    func admit(_ channel: any Channel) -> Bool {
+        let id = ObjectIdentifier(channel)
+        let (ok, evicted): (Bool, (any Channel)?) = state.withLock { s in
+            var evicted: (any Channel)?
+            if s.channels.count >= max {
+                guard !s.idle.isEmpty else { return (false, nil) }
+                let old = s.idle.removeFirst()
+                evicted = s.channels.removeValue(forKey: old)
+            }
+            s.channels[id] = channel
+            s.idle.append(id)
+            return (true, evicted)
+        }
+        evicted?.close(promise: nil)
+        return ok
+    }
+
+    /// Marks a connection idle (waiting for a request) or busy.
+    func setIdle(_ channel: any Channel, _ idle: Bool) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { s in
+            guard s.channels[id] != nil else { return }
+            s.idle.removeAll { $0 == id }
+            if idle { s.idle.append(id) }
+        }
+    }
+
+    /// Forgets a closed connection.
+    func remove(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { s in
+            s.channels.removeValue(forKey: id)
+            s.idle.removeAll { $0 == id }
+        }
+    }
+
+    /// Connections currently open (for tests).
+    var count: Int { state.withLock { $0.channels.count } }
 }

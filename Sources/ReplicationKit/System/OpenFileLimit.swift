@@ -28,4 +28,15 @@ public enum OpenFileLimit {
             logger.warning("the open-file limit (\(lim.rlim_cur), hard limit \(lim.rlim_max)) is low for \(databases) databases (about \(want) descriptors): databases may fail to open with \"unable to open database file\"; raise it with `ulimit -n \(want)` or the container's nofile ulimit")
         }
     }
+
+    /// How many HTTP connections the server may hold: what the soft limit leaves after replication's own budget
+    /// (`base` + `perDatabase` per database), at most 256 and at least 8. Replication keeps its reserve whatever
+    /// the clients of `-addr` do.
+    public static func httpConnectionBudget(databases: Int) -> Int {
+        var lim = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else { return 64 }
+        let reserve = base + perDatabase * databases
+        let soft = lim.rlim_cur > rlim_t(Int.max) ? Int.max : Int(lim.rlim_cur)
+        return max(8, min(256, soft - reserve))
+    }
 }
