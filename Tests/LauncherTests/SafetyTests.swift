@@ -202,5 +202,35 @@ extension ReplicationIntegrationTests {
             try H.restore(["-o", sb.path("b.db"), "file://" + replica])
             #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(sb.path("b.db"))) == nil)
         }
+
+        /// The app replaces its database file (VACUUM INTO + rename) and keeps writing: the launcher starts a new
+        /// generation from a snapshot of the new file, and the restore equals the new file, never a page-level mix.
+        @Test func aReplacedDatabaseFileStartsANewGeneration() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db"), replica = sb.url("r")
+            try H.runWriter(db, count: 1)
+            let p = try H.startReplicate(sb, [db, replica], log: "replace.log")
+            try H.runWriter(db, rate: 1000, count: 400)
+            #expect(p.waitForOutput("wal segment written", timeout: 30), "\(H.tail(p.output))")
+            // A new file with other content under the same schema, renamed over the database.
+            let next = sb.path("next.db")
+            _ = try sqlite(db, "VACUUM INTO '\(next)';")
+            _ = try sqlite(next, "PRAGMA journal_mode=wal; DELETE FROM events WHERE id % 3 = 0; UPDATE events SET payload = 'replaced ' || id WHERE id % 3 = 1;")
+            // As SQLite requires of whoever replaces a database file: the old file's -wal and -shm go with it (a
+            // connection still open on the old file, ours included, would otherwise keep them alive, and SQLite
+            // would replay the old WAL onto the new pages for every connection).
+            #expect(rename(next, db) == 0)
+            unlink(db + "-wal")
+            unlink(db + "-shm")
+            try H.runWriter(db, rate: 1000, count: 300)
+            #expect(p.waitForOutput("database file replaced", timeout: 30), "\(H.tail(p.output))")
+            #expect(H.stop(p) == 0, "\(H.tail(p.output))")
+            let out = sb.path("restored.db")
+            try H.restore(["-o", out, replica])
+            #expect(try sqlite(out, "PRAGMA integrity_check;") == "ok")
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
+            #expect(try sqlite(out, "SELECT count(*) FROM events WHERE payload LIKE 'replaced %';") != "0")
+        }
     }
 }

@@ -17,6 +17,23 @@ extension Database {
 
     /// The body of `syncOnQueue` for an open database.
     private func syncOpenDatabase() throws {
+        if let change = try fileReplacement() {
+            // Frames of one file must never be replayed onto the pages of another: let go of the old file (our
+            // connections would keep its WAL alive) and start over from a snapshot of the new one.
+            logger.warning("database file replaced (\(change)); reopening \(path) and starting a new generation from a snapshot of the new file")
+            closeHandles()
+            try openIfNeeded()
+            guard readConnection != nil else { return }
+            do {
+                try ensureWALExists()
+                try newGeneration(reason: "database file replaced")
+            } catch {
+                cursor = nil
+                publishedPosition.withLock { $0 = nil }
+                throw error
+            }
+            return
+        }
         do {
             // Move the read guard to the newest snapshot before copying, on every sync: its mark then trails the
             // WAL by one sync at most, so the application's own checkpoints (even TRUNCATE, which waits for
@@ -35,6 +52,17 @@ extension Database {
             publishedPosition.withLock { $0 = nil }
             throw error
         }
+    }
+
+    /// When the path now names another file than the one open (the app renamed a new database over it), a
+    /// description of the change (`inode A -> B`); nil when it is the same file or the path is gone for now.
+    func fileReplacement() throws -> String? {
+        guard let fd = databaseFD else { return nil }
+        var open = stat(), current = stat()
+        guard fstat(fd.raw, &open) == 0 else { return nil }
+        guard try Syscall.statOrNil(path, &current) else { return nil }
+        guard open.st_dev != current.st_dev || open.st_ino != current.st_ino else { return nil }
+        return "inode \(open.st_ino) -> \(current.st_ino)"
     }
 
     /// Makes SQLite write a WAL header and a frame when the `-wal` file is missing or empty.
