@@ -135,8 +135,11 @@ enum ReplicateCommand {
         defer { server?.close() }
         // Before any restore: a second launcher on the same database stops here instead of wedging the first.
         try replicator.lockDatabases()
-        if command != nil {
-            try StartupPreparation.prepareDatabases(config, restore: !flags.bool("no-restore"), logger: logger)
+        if command != nil, let code = try StartupPreparation.prepareDatabasesInterruptibly(
+            config, restore: !flags.bool("no-restore"), logger: logger) {
+            // The restore thread may still be inside a download: leave without running exit handlers under it.
+            server?.close()
+            _exit(code)
         }
         health.phase.withLock { $0 = .tracking }
         do {

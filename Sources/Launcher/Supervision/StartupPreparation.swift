@@ -73,6 +73,33 @@ enum StartupPreparation {
 }
 
 extension StartupPreparation {
+    /// `prepareDatabases` on a thread of its own while the main thread keeps taking signals: a stop request
+    /// (TERM, INT) before the app exists stops the launcher at once, restore or not, and the app is never started.
+    ///
+    /// Returns nil when the databases are ready, else the exit code (128 + signal). A restore cut short leaves
+    /// only `<db>.tmp*` files, which the next restore removes first; nothing is ever renamed into place half-done.
+    static func prepareDatabasesInterruptibly(_ config: Configuration, restore: Bool, logger: Logger) throws -> Int32? {
+        let result = Locked<Result<Void, any Error>?>(nil)
+        Thread.detachNewThread {
+            let r = Result { try prepareDatabases(config, restore: restore, logger: logger) }
+            result.withLock { $0 = r }
+        }
+        while true {
+            // Signals already pending are taken before the result: a stop request that arrived during the restore
+            // is honoured even when the restore has just finished.
+            let done = result.current
+            guard let sig = SupervisorSignals.wait(timeout: done == nil ? .milliseconds(50) : .zero) else {
+                if let done { try done.get(); return nil }
+                continue
+            }
+            if SupervisorSignals.isStopRequest(sig) {
+                logger.info("signal received: \(SignalName.name(sig)) while preparing the databases; not starting the exec process")
+                return 128 + sig
+            }
+            if sig != SIGCHLD { logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process yet)") }
+        }
+    }
+
     /// Waits until every follower holds data from its primary; a stop signal meanwhile ends the launcher.
     ///
     /// Returns nil when all are ready, else the exit code (the launcher stops without starting the app).

@@ -112,6 +112,10 @@ final class Supervisor {
                 } else {
                     logger.warning("cannot signal exec process group \(pgid): \(String(cString: strerror(err)))")
                 }
+            } else if SupervisorSignals.isStopRequest(sig) {
+                // A stopped (SIGSTOP, SIGTSTP) process would keep a stop request pending until someone continues
+                // it: continue the group so it can shut down, as `kill` in a shell does for a stopped job.
+                _ = kill(-pgid, SIGCONT)
             }
         case .ignore(let sig):
             logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process)")
