@@ -232,5 +232,41 @@ extension ReplicationIntegrationTests {
             #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
             #expect(try sqlite(out, "SELECT count(*) FROM events WHERE payload LIKE 'replaced %';") != "0")
         }
+
+        /// Syncs that keep failing are never silent: the error metric counts them, `/readyz` turns 503 naming the
+        /// database and the error, the database is re-validated from scratch, and all of it clears on recovery.
+        @Test func aWedgedDatabaseShowsInHealthAndMetrics() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db"), replica = sb.url("r")
+            try H.runWriter(db, count: 1)
+            let (p, url) = try LiveHarness.startPrimary(sb, db: db, log: "wedge.log",
+                                                        extraConfig: "    replicas:\n      - url: \(replica)")
+            try H.runWriter(db, rate: 1000, count: 50)
+            #expect(p.waitForOutput("wal segment written", timeout: 30), "\(H.tail(p.output))")
+            #expect(try LiveHarness.http(url + "/readyz").status == 200)
+            // The shadow WAL's directory becomes a file: every sync fails until it is put back.
+            let gens = db + "-litestream/generations"
+            #expect(rename(gens, gens + ".away") == 0)
+            FileManager.default.createFile(atPath: gens, contents: Data("not a directory".utf8))
+            let writer = try sb.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 20, count: 200), log: "writer.log")
+            #expect(p.waitForOutput("re-validating \(db) from scratch", timeout: 60), "\(H.tail(p.output))")
+            var ready = try LiveHarness.http(url + "/readyz")
+            #expect(ready.status == 503 && ready.body.contains("syncs failed in a row"), "\(ready)")
+            let metrics = try LiveHarness.http(url + "/metrics").body
+            let errors = metrics.split(separator: "\n").first { $0.hasPrefix("litestream_sync_error_count{") }
+            #expect(errors.map { !$0.hasSuffix(" 0") } == true, "\(errors ?? "no litestream_sync_error_count")")
+            // Put it back: syncs recover, readiness returns, and the replica ends equal to the source.
+            try FileManager.default.removeItem(atPath: gens)
+            try H.finishWriter(writer)
+            #expect(p.waitForOutput("sync recovered after", timeout: 60), "\(H.tail(p.output))")
+            #expect(poll(timeout: 30) { ((try? LiveHarness.http(url + "/readyz"))?.status ?? 0) == 200 })
+            ready = try LiveHarness.http(url + "/readyz")
+            #expect(ready.status == 200, "\(ready)")
+            #expect(H.stop(p) == 0, "\(H.tail(p.output))")
+            let out = sb.path("restored.db")
+            try H.restore(["-o", out, replica])
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
+        }
     }
 }

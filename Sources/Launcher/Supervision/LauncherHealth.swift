@@ -57,6 +57,12 @@ final class LauncherHealth: HealthSource, @unchecked Sendable {
         case .stopping: reason = "shutting down"
         case .running: reason = nil
         }
+        // A database whose syncs keep failing is not ready, whatever the phase: a wedge must never look healthy.
+        if reason == nil, let wedged = replicator.entries.first(where: { $0.database.syncFailures.current.count >= 3 }) {
+            let f = wedged.database.syncFailures.current
+            reason = "database \(wedged.database.path): \(f.count) syncs failed in a row since "
+                + "\(f.since.map { ISO8601DateFormatter().string(from: $0) } ?? "?"): \(f.lastError ?? "")"
+        }
         if reason == nil || p == .tracking, let notReady = dbs.first(where: { !$0.ready }) {
             reason = notReady.role == "follower" ? "waiting for the first snapshot of \(notReady.path)"
                                                  : "database \(notReady.path) is not tracked yet"

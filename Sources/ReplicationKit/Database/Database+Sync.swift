@@ -9,10 +9,14 @@ extension Database {
     /// A failure resets the cursor so the next attempt re-derives it from disk.
     func syncOnQueue() throws {
         guard !closed else { return }
-        try openIfNeeded()
-        guard readConnection != nil else { return }
-        // Counted from here, as upstream counts only syncs of an open database.
-        try measuredSync { try syncOpenDatabase() }
+        // A database that cannot be opened counts as a failed sync too (upstream counted only syncs of an open
+        // one, so a wedged database showed no error at all); one that does not exist yet is not a sync.
+        guard readConnection != nil || FileSystem.exists(path) else { return }
+        try measuredSync {
+            try openIfNeeded()
+            guard readConnection != nil else { return }
+            try syncOpenDatabase()
+        }
     }
 
     /// The body of `syncOnQueue` for an open database.

@@ -60,10 +60,15 @@ public final class Database: @unchecked Sendable {
     let replicaIndexes = Locked<[ObjectIdentifier: UInt32?]>([:])
     /// Live `/stream` clients attached; while any is, syncs run at the minimum delay (commit-to-visible lag).
     let activeStreams = Locked(0)
+    /// Syncs failed in a row (0 after a good one), since when, and the last error: for `/readyz` and the logs.
+    public let syncFailures = Locked<SyncFailures>(SyncFailures())
     /// The segments written most recently by this process, in order, with their generation (see `recentSegments`).
     let recent = Locked<(generation: Generation?, segments: [ShadowSegment])>((nil, []))
 
     deinit { walBuffer?.deallocate() }
+
+    /// Failed syncs in a row after which the database is closed and reopened from scratch.
+    static let revalidateAfterFailures = 3
 
     /// Creates a tracker for the database at `path` (nothing is opened yet).
     public init(path: String, options: DatabaseOptions = DatabaseOptions(), logger: Logger) {
@@ -199,8 +204,22 @@ public final class Database: @unchecked Sendable {
                 let before = cursor?.position
                 try syncOnQueue()
                 adaptDelay(copied: cursor?.position != before)
+                let recovered = syncFailures.withLock { f in defer { f = SyncFailures() }; return f.count }
+                if recovered > 0 { logger.info("sync recovered after \(recovered) failed attempts") }
             } catch {
                 logger.error("sync error: \(error.oneLine)")
+                let n = syncFailures.withLock { f in
+                    f.count += 1
+                    if f.since == nil { f.since = Date() }
+                    f.lastError = error.oneLine
+                    return f.count
+                }
+                if n % Self.revalidateAfterFailures == 0 {
+                    // Whatever wedged the cursor, the connections or the read guard: start over from the files, as
+                    // at startup (a continuity check that cannot be proven starts a new generation).
+                    logger.warning("sync failed \(n) times in a row; re-validating \(path) from scratch")
+                    closeHandles()
+                }
                 // Retry even if the application stays idle, so a transient failure never strands frames.
                 queue.asyncAfter(deadline: .now() + 1) { [self] in if !closed { notifyChanged() } }
             }
@@ -261,6 +280,19 @@ public final class Database: @unchecked Sendable {
         restartProofHeader = nil
         publishedPosition.withLock { $0 = nil }
     }
+}
+
+/// A database's run of failed syncs.
+public struct SyncFailures: Sendable, Equatable {
+    /// Failed syncs in a row.
+    public var count = 0
+    /// When the first of them failed.
+    public var since: Date?
+    /// The last one's error.
+    public var lastError: String?
+
+    /// No failure.
+    public init() {}
 }
 
 /// What the shadow cleaner's decisions depend on; it reruns only when this changes.
