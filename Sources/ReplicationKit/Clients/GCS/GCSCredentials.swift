@@ -168,18 +168,18 @@ enum TokenEndpoint {
         do {
             resp = try http.perform(sink: .memory(limit: 1 << 20)) { req }
         } catch {
-            throw ReplicationError(.io, "gs: \(what): \(error.oneLine)")
+            throw ReplicationError(.io, "\(what): \(error.oneLine)")
         }
         let obj = (try? JSONSerialization.jsonObject(with: Data(resp.body))) as? [String: Any]
         guard (200..<300).contains(resp.status) else {
             // OAuth2 errors: {"error": "invalid_grant", "error_description": "…"} (never echo the request).
-            var text = "gs: \(what): HTTP \(resp.status)"
+            var text = "\(what): HTTP \(resp.status)"
             if let e = obj?["error"] as? String { text += " \(e)" }
             if let d = obj?["error_description"] as? String { text += ": \(d)" }
             throw ReplicationError(.io, text.replacingOccurrences(of: "\n", with: " "))
         }
         guard let token = obj?["access_token"] as? String, !token.isEmpty else {
-            throw ReplicationError(.io, "gs: \(what): HTTP \(resp.status) without access_token")
+            throw ReplicationError(.io, "\(what): HTTP \(resp.status) without access_token")
         }
         let lifetime = (obj?["expires_in"] as? NSNumber)?.doubleValue ?? 3600
         return Expiring(token, expiresAt: started.addingTimeInterval(lifetime))
