@@ -65,6 +65,20 @@ for _ in $(seq 1 100); do
 done
 [ "$ok" = 1 ] || { echo "fake-gcs-server not ready after 10 s; logs in $dir" >&2; kill -9 $proxy_pid $fake_pid; exit 1; }
 
+# A second, anonymous fake-gcs-server over TLS with its built-in self-signed certificate, for `skip-verify`.
+tls_port="$(free_port)"
+"$bin" -scheme https -host 127.0.0.1 -port "$tls_port" -backend memory -public-host "127.0.0.1:$tls_port" \
+    -external-url "https://127.0.0.1:$tls_port" > "$dir/fake-gcs-tls.log" 2>&1 &
+tls_pid=$!
+ok=0
+for _ in $(seq 1 100); do
+    code="$(curl -sk -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        -d "{\"name\": \"$bucket\"}" "https://127.0.0.1:$tls_port/storage/v1/b?project=test" || true)"
+    if [ "$code" = 200 ] || [ "$code" = 409 ]; then ok=1; break; fi
+    sleep 0.1
+done
+[ "$ok" = 1 ] || { echo "TLS fake-gcs-server not ready after 10 s; logs in $dir" >&2; kill -9 $proxy_pid $fake_pid $tls_pid; exit 1; }
+
 pem_json() { "$python" -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$1"; }
 cat > "$dir/service-account.json" <<JSON
 {"type": "service_account", "project_id": "rk-project", "private_key_id": "rk-key-1",
@@ -93,7 +107,8 @@ echo "export RK_GCS_PUBKEY_FILE='$dir/sa.pub'"
 echo "export RK_GCS_METADATA_HOST='127.0.0.1:$proxy_port'"
 echo "export RK_GCS_STATS_URL='$proxy/__stats'"
 echo "export RK_GCS_SECRETS='$key_line $wrong_key_line $refresh_token $client_secret'"
-echo "export RK_GCS_PIDS='$proxy_pid $fake_pid'"
+echo "export RK_GCS_TLS_ENDPOINT='https://127.0.0.1:$tls_port'"
+echo "export RK_GCS_PIDS='$proxy_pid $fake_pid $tls_pid'"
 echo "export RK_GCS_DIR='$dir'"
-echo "RK_STOP_PIDS=\"\${RK_STOP_PIDS:-} $proxy_pid $fake_pid\""
+echo "RK_STOP_PIDS=\"\${RK_STOP_PIDS:-} $proxy_pid $fake_pid $tls_pid\""
 echo "RK_STOP_DIRS=\"\${RK_STOP_DIRS:-} $dir\""

@@ -188,4 +188,25 @@ struct GCSIntegrationTests {
         #expect(bucket.contains("HTTP 404") && bucket.contains("rk-no-such-bucket"), "\(bucket)")
         for t in [wrong, bogus, expired, bucket] { Self.expectNoSecrets(s, t) }
     }
+
+    /// `skip-verify`: a TLS server with a self-signed certificate is refused (curl error 60) unless it is set.
+    @Test func skipVerifyAcceptsASelfSignedServer() throws {
+        guard let s = Self.server() else { return }
+        guard let tls = ProcessInfo.processInfo.environment["RK_GCS_TLS_ENDPOINT"], !tls.isEmpty else {
+            Issue.record("RK_GCS_TLS_ENDPOINT is not set (scripts/start-gcs.sh exports it)")
+            return
+        }
+        let env = ["HOME": "/nonexistent"]
+        var d = GCSDestination(bucket: s.bucket, path: Self.prefix("tls"), endpoint: tls, skipVerify: false)
+        do { _ = try GCSReplicaClient(destination: d, environment: env).generations(); Issue.record("expected a TLS error") } catch {
+            #expect(error.oneLine.contains("curl error 60"), "\(error)")
+        }
+        d.skipVerify = true
+        let c = try GCSReplicaClient(destination: d, environment: env)
+        let g = try #require(Generation(name: "00000000000000cc"))
+        _ = try c.writeSnapshot(generation: g, index: 0, body: ReplicaClientConformance.body([9, 8, 7]))
+        let snaps = try c.snapshots(generation: g)
+        #expect(snaps.map(\.index) == [0])
+        #expect(try ReplicaClientConformance.bytes(of: c.openSnapshot(snaps[0])) == [9, 8, 7])
+    }
 }
