@@ -95,8 +95,8 @@ struct GCSIntegrationTests {
         let listed = try c.snapshots(generation: g)
         #expect(listed.map(\.size) == [UInt64(data.count)])
         #expect(try ReplicaClientConformance.bytes(of: c.openSnapshot(listed[0])) == data)
-        let faulted = (try Self.admin(s.statsURL)["storage"] as? [String: Any])?["faulted"] as? NSNumber
-        #expect((faulted?.intValue ?? 0) >= 10, "every one of the 10 chunks failed once and was retried")
+        let faulted = (try Self.admin(s.statsURL)["storage"] as? [String: Any])?["faulted:" + bucket] as? NSNumber
+        #expect(faulted?.intValue == 10, "every one of the 10 chunks failed once and was sent again")
         try c.deleteGeneration(g)
     }
 

@@ -16,7 +16,7 @@ Listens on 127.0.0.1 (ephemeral port, written to --port-file) and serves:
   GET /computeMetadata/v1/instance/service-accounts/default/token   the GCE metadata token (needs the header
         Metadata-Flavor: Google, else 403).
   GET /__stats      {"fetches": {"jwt-bearer": N, "refresh_token": N, "metadata": N, "<grant>:<tag>": N, ...},
-                     "storage": {"accepted": N, "rejected": N, "faulted": N}}
+                     "storage": {"accepted": N, "rejected": N, "faulted": N, "faulted:<bucket>": N}}
   POST /__fault?bucket=B&mode=503|chunk503|pass   503: answer storage requests for bucket B with 503 while the
                     mode lasts; chunk503: fail the first attempt of every resumable chunk (PUT with Content-Range).
   POST /__bucket?name=B                  create bucket B upstream (test setup, no token needed).
@@ -173,6 +173,7 @@ class H(BaseHTTPRequestHandler):
             self.body()
             with lock:
                 storage["faulted"] += 1
+                storage["faulted:" + bucket] = storage.get("faulted:" + bucket, 0) + 1
             return self.google_error(503, "backendError", "injected fault")
         with lock:
             storage["accepted"] += 1
