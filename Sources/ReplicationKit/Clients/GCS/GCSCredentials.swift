@@ -33,6 +33,9 @@ public final class GCSCredentials: Sendable {
     /// - Throws: `ReplicationError(.io)` when a token cannot be obtained (one line, no secret).
     public func token() throws -> String? { try cache?.get() }
 
+    /// Whether requests go without `Authorization` (an emulator and no credentials).
+    public var isAnonymous: Bool { cache == nil }
+
     /// Drops the cached token after storage rejected it (HTTP 401), so the next `token()` fetches a new one.
     public func invalidate() { cache?.invalidate() }
 

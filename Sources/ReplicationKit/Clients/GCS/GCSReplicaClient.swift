@@ -118,7 +118,7 @@ public final class GCSReplicaClient: ReplicaClient {
     func authorized(_ method: String, url: String, headers: [(String, String)] = [], body: HTTPBody = .empty,
                     sink: HTTPResponseSink = .memory(limit: 16 << 20), what: String) throws -> HTTPResponse {
         var resp = try sendOnce(method, url: url, headers: headers, body: body, sink: sink, what: what)
-        if resp.status == 401, try credentials.token() != nil {
+        if resp.status == 401, !credentials.isAnonymous {
             credentials.invalidate()
             resp = try sendOnce(method, url: url, headers: headers, body: body, sink: sink, what: what)
         }
@@ -273,8 +273,8 @@ public final class GCSReplicaClient: ReplicaClient {
     func delete(fullName n: String) throws {
         let what = "delete gs://\(gcs.bucket)/\(n)"
         let resp = try authorized("DELETE", url: objectURL(n), what: what)
-        operations.record(.delete)
         guard (200..<300).contains(resp.status) || resp.status == 404 else { throw failure(what, resp) }
+        operations.record(.delete)
     }
 
     public func deleteGeneration(_ generation: Generation) throws {
