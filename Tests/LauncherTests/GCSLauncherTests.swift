@@ -14,6 +14,7 @@ extension ReplicationIntegrationTests {
             var bucket: String
             var saFile: String
             var userFile: String
+            var statsURL: String
             var secrets: [String]
 
             func url(_ prefix: String) -> String { "gs://\(bucket)/\(prefix)" }
@@ -30,7 +31,7 @@ extension ReplicationIntegrationTests {
                 return nil
             }
             return Server(endpoint: endpoint, bucket: env["RK_GCS_BUCKET"] ?? "rk-gcs-test", saFile: env["RK_GCS_SA_FILE"] ?? "",
-                          userFile: env["RK_GCS_AUTHORIZED_USER_FILE"] ?? "",
+                          userFile: env["RK_GCS_AUTHORIZED_USER_FILE"] ?? "", statsURL: env["RK_GCS_STATS_URL"] ?? "",
                           secrets: (env["RK_GCS_SECRETS"] ?? "").split(separator: " ").map(String.init) + ["ya29.", "PRIVATE KEY"])
         }
 
@@ -200,6 +201,45 @@ extension ReplicationIntegrationTests {
             let r3 = try runCommand(TestSupport.launcher, ["snapshots", "gs://rk-no-such-bucket/x"], environment: Self.environment(s))
             #expect(r3.status == 1 && r3.output.contains("HTTP 404") && r3.output.contains("rk-no-such-bucket"), "\(r3.output)")
             for r in [r1, r2, r3] { Self.expectNoSecrets(s, r.output, "output") }
+        }
+
+        /// Token fetches the proxy counted for `key` (`jwt-bearer:<tag>`).
+        static func fetches(_ s: Server, _ key: String) throws -> Int {
+            let r = try runCommand("/usr/bin/curl", ["-sf", s.statsURL], timeout: 30)
+            let obj = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any]
+            return ((obj?["fetches"] as? [String: Any])?[key] as? NSNumber)?.intValue ?? 0
+        }
+
+        /// Tokens that live 4 s: replicate keeps uploading across several of them, renewing each once before it
+        /// expires (not once per request), and the replica restores equal to the source.
+        @Test func shortLivedTokensAreRenewedWhileReplicating() throws {
+            guard let s = Self.server() else { return }
+            let sb = try H.Sandbox()
+            let procs = S3.Procs()
+            defer { procs.cleanup(); sb.cleanup() }
+            let tag = "lrefresh-\(UUID().uuidString.prefix(8))"
+            var key = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: s.saFile))) as? [String: Any] ?? [:]
+            key["token_uri"] = (key["token_uri"] as? String ?? "") + "?tag=\(tag)&lifetime=4"
+            let file = sb.path("sa.json")
+            try JSONSerialization.data(withJSONObject: key).write(to: URL(fileURLWithPath: file))
+            let env = Self.environment(s, credentials: file)
+            let db = sb.path("app.db"), cfg = sb.path("litestream.yml")
+            try Self.writeConfig(cfg, db: db, type: "gs", bucket: s.bucket, prefix: Self.prefix("refresh"), endpoint: nil)
+            try H.runWriter(db, count: 1)
+            let started = Date()
+            let launcher = try S3.startReplicate(sb, procs, ["-config", cfg], env: env, log: "launcher.log")
+            try H.finishWriter(try procs.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 40, count: 400),
+                                               log: sb.path("writer.log"), env: ProcessInfo.processInfo.environment))
+            #expect(H.stop(launcher) == 0, "\(H.tail(launcher.output))")
+            let elapsed = Date().timeIntervalSince(started)
+            let uploads = launcher.output.components(separatedBy: "wal segment written").count - 1
+            let n = try Self.fetches(s, "jwt-bearer:\(tag)")
+            print("gcs token renewal: \(n) token fetches, \(uploads) uploads in \(Int(elapsed)) s")
+            #expect(n >= 3 && Double(n) <= elapsed / 2 + 2, "\(n) token fetches in \(Int(elapsed)) s (\(uploads) uploads)")
+            #expect(uploads > n, "more uploads (\(uploads)) than token fetches (\(n))")
+            #expect(!launcher.output.contains("ERROR"), "\(H.tail(launcher.output))")
+            try S3.expectRestoreEqualsSource(sb, config: cfg, db: db, env: env, name: "refresh", context: H.tail(launcher.output))
+            Self.expectNoSecrets(s, launcher.output, "launcher")
         }
     }
 }

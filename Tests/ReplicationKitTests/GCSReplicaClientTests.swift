@@ -147,6 +147,14 @@ struct GCSUnitTests {
         }
     }
 
+    @Test func shortLivedTokensAreRenewedHalfWayThroughTheirLife() {
+        let t0 = Date(timeIntervalSince1970: 1_000)
+        #expect(TokenEndpoint.reportedExpiry(issued: t0, lifetime: 3600, margin: .seconds(300)) == t0.addingTimeInterval(3600))
+        // 60 s tokens with a 5-minute margin: reported so that the refresh falls at 30 s, not at once.
+        let e = TokenEndpoint.reportedExpiry(issued: t0, lifetime: 60, margin: .seconds(300))
+        #expect(e.addingTimeInterval(-300) == t0.addingTimeInterval(30))
+    }
+
     @Test func factoryBuildsGCSClientsAndUnreachableHostsFailInOneLine() throws {
         var d = GCSDestination(bucket: "bkt", path: "db", endpoint: "127.0.0.1:1")
         let made = try ReplicaClientFactory.make(ReplicaConfig(destination: .gcs(d)))

@@ -99,7 +99,7 @@ public final class GCSCredentials: Sendable {
             return GCSCredentials(source: what, cache: RefreshingCredential(refreshMargin: margin) {
                 let jwt = try ServiceAccountJWT.make(email: email, scope: GCSCredentials.scope, audience: tokenURI, keyID: keyID,
                                                      issuedAt: Date(), key: key)
-                return try TokenEndpoint.post(http: http, url: tokenURI, what: "token for \(what)",
+                return try TokenEndpoint.post(http: http, url: tokenURI, what: "token for \(what)", margin: margin,
                                               form: [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                                                      ("assertion", jwt)])
             })
@@ -111,7 +111,7 @@ public final class GCSCredentials: Sendable {
             let tokenURI = nonEmpty(obj["token_uri"] as? String) ?? defaultTokenURI
             let what = "authorized user (\(path))"
             return GCSCredentials(source: what, cache: RefreshingCredential(refreshMargin: margin) {
-                try TokenEndpoint.post(http: http, url: tokenURI, what: "token for \(what)",
+                try TokenEndpoint.post(http: http, url: tokenURI, what: "token for \(what)", margin: margin,
                                        form: [("grant_type", "refresh_token"), ("client_id", id),
                                               ("client_secret", secret), ("refresh_token", refresh)])
             })
@@ -127,7 +127,7 @@ public final class GCSCredentials: Sendable {
         let url = base + "/computeMetadata/v1/instance/service-accounts/default/token"
         return GCSCredentials(source: "metadata server \(base)", cache: RefreshingCredential(refreshMargin: margin) {
             try TokenEndpoint.get(http: http, url: url, headers: [("Metadata-Flavor", "Google")],
-                                  what: "token from metadata server \(base)")
+                                  what: "token from metadata server \(base)", margin: margin)
         })
     }
 
@@ -152,20 +152,23 @@ public final class GCSCredentials: Sendable {
 /// OAuth2 token requests and their answers (`{"access_token", "expires_in", "token_type"}`).
 enum TokenEndpoint {
     /// POSTs a form and parses the token answer.
-    static func post(http: CurlHTTPClient, url: String, what: String, form: [(String, String)]) throws -> Expiring<String> {
+    static func post(http: CurlHTTPClient, url: String, what: String, margin: Duration,
+                     form: [(String, String)]) throws -> Expiring<String> {
         let body = form.map { "\(GCSURL.encode($0.0))=\(GCSURL.encode($0.1))" }.joined(separator: "&")
         let req = HTTPRequest(method: "POST", url: url,
                               headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
                               body: .bytes(Array(body.utf8)))
-        return try send(http: http, req, what: what)
+        return try send(http: http, req, what: what, margin: margin)
     }
 
     /// GETs a token (metadata server).
-    static func get(http: CurlHTTPClient, url: String, headers: [(String, String)], what: String) throws -> Expiring<String> {
-        try send(http: http, HTTPRequest(method: "GET", url: url, headers: headers), what: what)
+    static func get(http: CurlHTTPClient, url: String, headers: [(String, String)], what: String,
+                    margin: Duration) throws -> Expiring<String> {
+        try send(http: http, HTTPRequest(method: "GET", url: url, headers: headers), what: what, margin: margin)
     }
 
-    private static func send(http: CurlHTTPClient, _ req: HTTPRequest, what: String) throws -> Expiring<String> {
+    private static func send(http: CurlHTTPClient, _ req: HTTPRequest, what: String,
+                             margin: Duration) throws -> Expiring<String> {
         let started = Date()
         let resp: HTTPResponse
         do {
@@ -185,6 +188,14 @@ enum TokenEndpoint {
             throw ReplicationError(.io, "\(what): HTTP \(resp.status) without access_token")
         }
         let lifetime = (obj?["expires_in"] as? NSNumber)?.doubleValue ?? 3600
-        return Expiring(token, expiresAt: started.addingTimeInterval(lifetime))
+        return Expiring(token, expiresAt: reportedExpiry(issued: started, lifetime: lifetime, margin: margin))
+    }
+
+    /// The expiry handed to `RefreshingCredential`, which replaces a token `margin` before it: the real one, except
+    /// for tokens living less than twice the margin (a metadata server may hand out a token near its end), which
+    /// would otherwise be fetched again for every request; those are renewed half-way through their life.
+    static func reportedExpiry(issued: Date, lifetime: TimeInterval, margin: Duration) -> Date {
+        let m = Double(margin.components.seconds) + Double(margin.components.attoseconds) / 1e18
+        return issued.addingTimeInterval(lifetime >= 2 * m ? lifetime : lifetime / 2 + m)
     }
 }
