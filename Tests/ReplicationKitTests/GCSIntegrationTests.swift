@@ -35,11 +35,13 @@ struct GCSIntegrationTests {
 
     static func prefix(_ tag: String) -> String { "t-\(tag)-\(UInt32.random(in: 0...UInt32.max))" }
 
-    /// A copy of a key file whose `token_uri` carries proxy options (`tag=…&lifetime=…&mode=…`).
+    /// A copy of a key file whose `token_uri` carries proxy options (`tag=…&lifetime=…&mode=…`), in RK_GCS_DIR.
     static func keyFile(_ file: String, query: String) throws -> String {
         var obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
         obj["token_uri"] = (obj["token_uri"] as? String ?? "") + "?" + query
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("gcs-key-\(UUID().uuidString).json").path
+        // Inside the server's directory (removed with the server), as the copies hold the test private key.
+        let dir = ProcessInfo.processInfo.environment["RK_GCS_DIR"] ?? FileManager.default.temporaryDirectory.path
+        let out = dir + "/gcs-key-\(UUID().uuidString).json"
         try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: out))
         return out
     }
