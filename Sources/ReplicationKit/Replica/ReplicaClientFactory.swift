@@ -7,8 +7,8 @@ public enum ReplicaClientFactory {
             return FileReplicaClient(root: d.path)
         case .s3(let d):
             return try S3ReplicaClient(destination: d)
-        case .gcs:
-            throw notYet(config)
+        case .gcs(let d):
+            return try GCSReplicaClient(destination: d)
         case .azure:
             throw notYet(config)
         case .sftp:
