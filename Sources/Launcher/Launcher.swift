@@ -10,6 +10,11 @@ let launcherVersion = "0.1.0"
 @main
 struct Launcher {
     static func main() {
+        // Swift decodes argv as UTF-8 and replaces what is not: a non-UTF-8 path would silently become another one.
+        if let bad = invalidUTF8Argument() {
+            say("argument \(bad.index) is not valid UTF-8: \(bad.quoted); paths that are not UTF-8 are not supported (rename the file or directory)")
+            exit(1)
+        }
         let args = Array(CommandLine.arguments.dropFirst())
         // `replicate` (and `launcher -exec ...`, `launcher [flags] -- app`) collects its signals with sigwaitinfo:
         // block them now, before any thread exists, so that every thread inherits the mask.
@@ -20,6 +25,27 @@ struct Launcher {
         launcher_tune_malloc()
         let code = run(args)
         exit(code)
+    }
+
+    /// The first command-line argument whose bytes are not UTF-8, with its position and a Go-style quoted form
+    /// (`\xff` escapes) that shows the bytes as they are.
+    static func invalidUTF8Argument() -> (index: Int, quoted: String)? {
+        for i in 1..<Int(CommandLine.argc) {
+            guard let p = CommandLine.unsafeArgv[i] else { continue }
+            let bytes = Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) }
+            if String(validating: bytes, as: UTF8.self) != nil { continue }
+            var q = "\""
+            for b in bytes {
+                switch b {
+                case 0x20..<0x7f where b != UInt8(ascii: "\"") && b != UInt8(ascii: "\\"): q.append(Character(UnicodeScalar(b)))
+                case UInt8(ascii: "\""): q += "\\\""
+                case UInt8(ascii: "\\"): q += "\\\\"
+                default: q += "\\x" + String(b, radix: 16).leftPadded(2)
+                }
+            }
+            return (i, q + "\"")
+        }
+        return nil
     }
 
     /// Runs the command line `args` (without the program name) and returns the exit status.
@@ -100,4 +126,9 @@ struct Launcher {
 
     Run 'launcher <command> -h' for the flags of a command.
     """
+}
+
+extension String {
+    /// Left-pads with zeros to `width` characters.
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

@@ -268,5 +268,14 @@ extension ReplicationIntegrationTests {
             try H.restore(["-o", out, replica])
             #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
         }
+
+        /// A database path that is not UTF-8 is refused with its bytes shown, not replaced by another path.
+        @Test func aNonUTF8PathIsNamedAsItIs() throws {
+            let r = try shell("exec \"\(TestSupport.launcher)\" replicate \"$(printf '/tmp/rk-\\377-app.db')\" file:///tmp/rk-nonutf8-replica")
+            #expect(r.status == 1, "\(r.output)")
+            #expect(r.output.contains(#"argument 2 is not valid UTF-8: "/tmp/rk-\xff-app.db"; paths that are not UTF-8 are not supported"#),
+                    "\(r.output)")
+            #expect(!FileManager.default.fileExists(atPath: "/tmp/rk-nonutf8-replica"))
+        }
     }
 }
