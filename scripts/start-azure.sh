@@ -46,8 +46,9 @@ if [ -z "$port" ] || ! curl -sf -o /dev/null "http://127.0.0.1:$port/_stats"; th
 fi
 endpoint="http://127.0.0.1:$port/$account"
 
-# The container (through the SDK, which also checks the server speaks its dialect) and a container SAS (1 day).
-sas="$(RK_EP="$endpoint" RK_ACCT="$account" RK_KEY="$key" RK_CONT="$container" "$py" - <<'PY'
+# The container (through the SDK, which also checks the server speaks its dialect) and container SAS tokens:
+# read-write-delete-list (1 day), read-list only, and one that expired an hour ago.
+sas_all="$(RK_EP="$endpoint" RK_ACCT="$account" RK_KEY="$key" RK_CONT="$container" "$py" - <<'PY'
 import os, datetime
 from azure.storage.blob import BlobServiceClient, generate_container_sas
 ep, acct, key, cont = os.environ["RK_EP"], os.environ["RK_ACCT"], os.environ["RK_KEY"], os.environ["RK_CONT"]
@@ -55,10 +56,16 @@ svc = BlobServiceClient.from_connection_string(
     f"DefaultEndpointsProtocol=http;AccountName={acct};AccountKey={key};BlobEndpoint={ep};")
 svc.create_container(cont)
 exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 print(generate_container_sas(acct, cont, account_key=key, permission="racwdl", expiry=exp, protocol="https,http"))
+print(generate_container_sas(acct, cont, account_key=key, permission="rl", expiry=exp, protocol="https,http"))
+print(generate_container_sas(acct, cont, account_key=key, permission="racwdl", expiry=past, protocol="https,http"))
 PY
 )"
-sig="$(printf '%s' "$sas" | tr '&' '\n' | sed -n 's/^sig=//p')"
+sas="$(printf '%s\n' "$sas_all" | sed -n 1p)"
+sas_readonly="$(printf '%s\n' "$sas_all" | sed -n 2p)"
+sas_expired="$(printf '%s\n' "$sas_all" | sed -n 3p)"
+sigs="$(printf '%s\n' "$sas_all" | tr '&' '\n' | sed -n 's/^sig=//p' | tr '\n' ' ')"
 echo "azure blob server on 127.0.0.1:$port (account $account, container $container)" >&2
 
 echo "export RK_AZURE_ENDPOINT='$endpoint'"
@@ -66,6 +73,8 @@ echo "export RK_AZURE_ACCOUNT='$account'"
 echo "export RK_AZURE_ACCOUNT_KEY='$key'"
 echo "export RK_AZURE_CONTAINER='$container'"
 echo "export RK_AZURE_SAS_TOKEN='$sas'"
+echo "export RK_AZURE_SAS_TOKEN_READONLY='$sas_readonly'"
+echo "export RK_AZURE_SAS_TOKEN_EXPIRED='$sas_expired'"
 echo "export RK_AZURE_IMDS_ENDPOINT='http://127.0.0.1:$port'"
 echo "export RK_AZURE_IDENTITY_ENDPOINT='http://127.0.0.1:$port/msi/token'"
 echo "export RK_AZURE_IDENTITY_HEADER='$identity_header'"
@@ -76,7 +85,7 @@ echo "export RK_AZURE_FEDERATED_TOKEN_FILE='$federated'"
 echo "export RK_AZURE_CONTROL_URL='http://127.0.0.1:$port'"
 echo "export RK_AZURE_STATS_URL='http://127.0.0.1:$port/_stats'"
 echo "export RK_AZURE_PYTHON='$py'"
-echo "export RK_AZURE_SECRETS='$key $sig $identity_header $(cat "$federated")'"
+echo "export RK_AZURE_SECRETS='$key $sigs$identity_header $(cat "$federated")'"
 echo "export RK_AZURE_PID='$pid'"
 echo "export RK_AZURE_DIR='$dir'"
 echo "RK_STOP_PIDS=\"\${RK_STOP_PIDS:-} $pid\""

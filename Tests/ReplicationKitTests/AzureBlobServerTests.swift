@@ -140,6 +140,15 @@ struct AzureBlobServerTests {
         text = failure(s, "SAS with changed permissions") { _ = try s.client(sas: readOnly).generations() }
         #expect(text.contains("AuthenticationFailed"), "a SAS whose fields were changed must not verify: \(text)")
 
+        let ro = try s.client(sas: s.sasReadOnly)
+        #expect(try ro.generations().isEmpty)
+        text = failure(s, "read-only SAS writing") {
+            _ = try ro.writeSnapshot(generation: Generation(name: "00000000000000ac")!, index: 0, body: ReplicaClientConformance.body([1]))
+        }
+        #expect(text.contains("HTTP 403 AuthorizationPermissionMismatch"), "\(text)")
+        text = failure(s, "expired SAS") { _ = try s.client(sas: s.sasExpired).generations() }
+        #expect(text.contains("HTTP 403 AuthenticationFailed: Signature not valid in the specified time frame"), "\(text)")
+
         var env = s.identityEnvironment("appservice")
         env["IDENTITY_HEADER"] = "wrong-header-value"
         text = failure(s, "wrong identity header") { _ = try s.client(env: env).generations() }

@@ -9,6 +9,9 @@ struct AzureTestServer {
     var key: String
     var container: String
     var sas: String
+    /// A container SAS with `sp=rl` only, and one that expired an hour ago.
+    var sasReadOnly: String
+    var sasExpired: String
     var control: String
     var imds: String
     var identityEndpoint: String
@@ -37,6 +40,7 @@ struct AzureTestServer {
         secrets += secrets.compactMap { $0.removingPercentEncoding }.filter { !secrets.contains($0) }
         return AzureTestServer(endpoint: endpoint, account: v("RK_AZURE_ACCOUNT"), key: v("RK_AZURE_ACCOUNT_KEY"),
                                container: v("RK_AZURE_CONTAINER"), sas: v("RK_AZURE_SAS_TOKEN"),
+                               sasReadOnly: v("RK_AZURE_SAS_TOKEN_READONLY"), sasExpired: v("RK_AZURE_SAS_TOKEN_EXPIRED"),
                                control: v("RK_AZURE_CONTROL_URL"), imds: v("RK_AZURE_IMDS_ENDPOINT"),
                                identityEndpoint: v("RK_AZURE_IDENTITY_ENDPOINT"), identityHeader: v("RK_AZURE_IDENTITY_HEADER"),
                                authority: v("RK_AZURE_AUTHORITY_HOST"), clientID: v("RK_AZURE_CLIENT_ID"),

@@ -125,19 +125,21 @@ enum AzureTokenProvider: Sendable {
         do {
             resp = try http.perform(sink: .memory(limit: 1 << 20)) { request }
         } catch {
-            throw ReplicationError(.io, "abs: token request to \(description) failed: \(AzureRedaction.scrub(error.oneLine, secrets: []))")
+            throw ReplicationError(.io, "token request to \(description) failed: \(AzureRedaction.scrub(error.oneLine, secrets: []))")
         }
         let json = (try? JSONSerialization.jsonObject(with: Data(resp.body))) as? [String: Any] ?? [:]
         guard (200..<300).contains(resp.status) else {
             // OAuth errors: {"error": "invalid_client", "error_description": "…"}; IMDS/App Service similar.
             var code = (json["error"] as? String) ?? ""
             if let e = json["error"] as? [String: Any] { code = (e["code"] as? String) ?? code }
-            let detail = ((json["error_description"] as? String) ?? "").split(separator: "\n").first.map(String.init) ?? ""
-            throw ReplicationError(.io, AzureRedaction.scrub("abs: token request to \(description): HTTP \(resp.status)" +
+            let text = (json["error_description"] as? String) ?? (json["message"] as? String)
+                ?? ((json["error"] as? [String: Any])?["message"] as? String) ?? ""
+            let detail = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            throw ReplicationError(.io, AzureRedaction.scrub("token request to \(description): HTTP \(resp.status)" +
                 (code.isEmpty ? "" : " \(code)") + (detail.isEmpty ? "" : ": \(detail)"), secrets: []))
         }
         guard let token = json["access_token"] as? String, !token.isEmpty else {
-            throw ReplicationError(.io, "abs: token response from \(description) has no access_token")
+            throw ReplicationError(.io, "token response from \(description) has no access_token")
         }
         return Expiring(token, expiresAt: Self.expiry(json, requestedAt: started))
     }
