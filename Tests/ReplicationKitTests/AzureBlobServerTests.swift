@@ -76,6 +76,43 @@ struct AzureBlobServerTests {
         #expect(try c.walSegments(generation: gens[0]).isEmpty)
     }
 
+    @Test func v03FlatLayoutIsReadable() throws {
+        guard let s = AzureTestServer.get() else { return }
+        let c = try s.client(key: s.key)
+        defer { Self.cleanup(c) }
+        let g = try #require(Generation(name: "00000000000003aa"))
+        _ = try c.put(ReplicaPaths.snapshot(g, index: 1, layout: .v03), body: ReplicaClientConformance.body([3, 1]))
+        _ = try c.put(ReplicaPaths.walSegment(g, index: 1, offset: 0, layout: .v03), body: ReplicaClientConformance.body([0]))
+        _ = try c.put(ReplicaPaths.walSegment(g, index: 1, offset: 4152, layout: .v03), body: ReplicaClientConformance.body([1]))
+        _ = try c.put("generations/\(g.name)/wal/junk.wal.lz4", body: ReplicaClientConformance.body([9]))
+        let snaps = try c.snapshots(generation: g)
+        #expect(snaps.map(\.layout) == [.v03] && snaps.map(\.index) == [1])
+        let segs = try c.walSegments(generation: g)
+        #expect(segs.map { "\($0.index)/\($0.offset)/\($0.layout)" } == ["1/0/v03", "1/4152/v03"])
+        #expect(try ReplicaClientConformance.bytes(of: c.openWALSegment(segs[1])) == [1])
+        #expect(try ReplicaClientConformance.bytes(of: c.openSnapshot(snaps[0])) == [3, 1])
+    }
+
+    @Test func operationMetricsAreCountedAsAbs() throws {
+        guard let s = AzureTestServer.get() else { return }
+        ReplicationMetrics.bootstrap()
+        func value(_ op: String, _ kind: String = "total") -> Double {
+            MetricsTests.scrape().samples["litestream_replica_operation_\(kind){operation=\"\(op)\",replica_type=\"abs\"}"] ?? 0
+        }
+        let c = try s.client(key: s.key, listPageSize: 1)
+        let g = try #require(Generation(name: "00000000000004aa"))
+        let (put0, putBytes0, get0, getBytes0, list0, del0) =
+            (value("PUT"), value("PUT", "bytes"), value("GET"), value("GET", "bytes"), value("LIST"), value("DELETE"))
+        let data = [UInt8](repeating: 7, count: 1000)
+        let snap = try c.writeSnapshot(generation: g, index: 0, body: ReplicaClientConformance.body(data))
+        _ = try c.writeSnapshot(generation: g, index: 1, body: ReplicaClientConformance.body(data))
+        #expect(try ReplicaClientConformance.bytes(of: c.openSnapshot(snap)) == data)
+        try c.deleteGeneration(g)  // a listing of 2 pages (page size 1) and 2 deletes
+        #expect(value("PUT") >= put0 + 2 && value("PUT", "bytes") >= putBytes0 + 2000)
+        #expect(value("GET") >= get0 + 1 && value("GET", "bytes") >= getBytes0 + 1000)
+        #expect(value("LIST") >= list0 + 2 && value("DELETE") >= del0 + 2)
+    }
+
     @Test func bearerTokenIsRefreshedBeforeExpiryAndFetchedOncePerLifetime() throws {
         guard let s = AzureTestServer.get() else { return }
         try s.control("/_config?token_lifetime=4")

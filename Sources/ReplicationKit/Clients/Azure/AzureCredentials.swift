@@ -125,7 +125,12 @@ enum AzureTokenProvider: Sendable {
         do {
             resp = try http.perform(sink: .memory(limit: 1 << 20)) { request }
         } catch {
-            throw ReplicationError(.io, "token request to \(description) failed: \(AzureRedaction.scrub(error.oneLine, secrets: []))")
+            var hint = ""
+            if case .imds = self {
+                hint = " (no account-key, sas-token, LITESTREAM_AZURE_ACCOUNT_KEY/_SAS_TOKEN or workload identity is configured, " +
+                    "so the instance metadata service was asked)"
+            }
+            throw ReplicationError(.io, "token request to \(description) failed: \(AzureRedaction.scrub(error.oneLine, secrets: []))" + hint)
         }
         let json = (try? JSONSerialization.jsonObject(with: Data(resp.body))) as? [String: Any] ?? [:]
         guard (200..<300).contains(resp.status) else {
