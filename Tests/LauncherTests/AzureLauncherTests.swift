@@ -191,7 +191,7 @@ extension ReplicationIntegrationTests {
             try Self.writeConfig(direct, db: db, server: s, prefix: prefix)
             try H.runWriter(db, count: 1)
             let p = try S3LauncherTests.startReplicate(sb, procs, ["-config", cfg], env: env, log: "launcher.log")
-            let writer = try procs.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 250, count: 3000),
+            let writer = try procs.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 250, count: 6000),
                                          log: sb.path("writer.log"), env: ProcessInfo.processInfo.environment)
             #expect(p.waitForOutput("wal segment written", timeout: 30), "no upload before the faults:\n\(H.tail(p.output))")
             for (mode, seconds) in [("drop", 3.0), ("pass", 1.5), ("stall", 4.0), ("pass", 1.5), ("503", 4.0), ("pass", 0.0)] {
@@ -199,7 +199,15 @@ extension ReplicationIntegrationTests {
                 Thread.sleep(forTimeInterval: seconds)  // the fault phase's length, not a synchronisation
                 #expect(p.process.isRunning, "the launcher exited during the \(mode) phase:\n\(H.tail(p.output))")
             }
-            _ = try runCommand("/usr/bin/curl", ["-sf", "-X", "POST", s.control + "/_refuse?seconds=4"])
+            func refused() -> Int {
+                let out = (try? runCommand("/usr/bin/curl", ["-sf", s.control + "/_stats"]).output) ?? ""
+                let json = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any]
+                return (json?["refused"] as? NSNumber)?.intValue ?? -1
+            }
+            let refusedBefore = refused()
+            _ = try runCommand("/usr/bin/curl", ["-sf", "-X", "POST", s.control + "/_refuse?seconds=4&prefix=\(s.container)/\(prefix)"])
+            #expect(poll(timeout: 10) { refused() > refusedBefore }, "the server refused none of the launcher's requests")
+            #expect(writer.process.isRunning, "the writer finished before the server refused requests (the test lost its load)")
             #expect(proxy.counter("faulted") > 0 && proxy.counter("reset") > 0, "faults not applied: \(proxy.stats())")
             try H.finishWriter(writer, timeout: 120)
             let total = try H.eventCount(db)

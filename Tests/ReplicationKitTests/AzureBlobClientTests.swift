@@ -154,6 +154,20 @@ struct AzureBlobUnitTests {
         }
     }
 
+    @Test func unreachableIMDSSaysWhyItWasAsked() throws {
+        let d = AzureDestination(accountName: "acct", container: "c", path: "p", endpoint: "http://127.0.0.1:1/acct")
+        let c = try AzureBlobReplicaClient(destination: d, environment: ["AZURE_IMDS_ENDPOINT": "http://127.0.0.1:1"])
+        #expect(c.authDescription == "managed identity (IMDS http://127.0.0.1:1)")
+        do {
+            _ = try c.generations()
+            Issue.record("expected an error")
+        } catch {
+            let text = error.oneLine
+            #expect(text.hasPrefix("abs: list acct/c/p/generations/: token request to managed identity (IMDS http://127.0.0.1:1) failed:"), "\(text)")
+            #expect(text.contains("curl error 7") && text.contains("so the instance metadata service was asked"), "\(text)")
+        }
+    }
+
     @Test func tokenExpiryFields() {
         let t0 = Date(timeIntervalSince1970: 1_800_000_000)
         #expect(AzureTokenProvider.expiry(["expires_on": "1800000600"], requestedAt: t0) == t0.addingTimeInterval(600))

@@ -222,7 +222,7 @@ struct AzureBlobServerTests {
         let c = AzureBlobReplicaClient(location: loc, auth: .sharedKey(try AzureSharedKeySigner(account: s.account, base64Key: s.key)),
                                        httpOptions: o)
         let refused = try s.counter("refused")
-        try s.control("/_refuse?seconds=1")
+        try s.control("/_refuse?seconds=1&prefix=\(s.container)/\(loc.prefix)")
         #expect(try c.generations().isEmpty)
         #expect(try s.counter("refused") > refused)
     }

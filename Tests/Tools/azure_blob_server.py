@@ -15,8 +15,9 @@ Identity endpoints (short-lived tokens, fetches counted per kind):
   GET  /metadata/identity/oauth2/token   IMDS (Metadata: true, api-version 2018-02-01, client_id checked if sent)
   GET  /msi/token                        App Service (X-IDENTITY-HEADER must match, api-version 2019-08-01)
   POST /TENANT/oauth2/v2.0/token         workload identity (client_assertion = federated token file content)
-Test control: GET /_stats (JSON counters), POST /_revoke (forget issued tokens), POST /_refuse?seconds=N (503
-ServerBusy to storage requests for N s), POST /_config?token_lifetime=N.
+Test control: GET /_stats (JSON counters), POST /_revoke (forget issued tokens), POST /_refuse?seconds=N[&prefix=P]
+(503 ServerBusy for N s to storage requests whose "container/blob-or-list-prefix" starts with P), POST
+/_config?token_lifetime=N.
 """
 import argparse, base64, email.utils, hashlib, json, secrets, threading, time, urllib.parse
 from datetime import datetime, timezone
@@ -44,7 +45,7 @@ tokens = {}       # token -> (kind, expiry)
 stats = {"token_fetches": {"imds": 0, "appservice": 0, "workload": 0}, "bearer_ok": {"imds": 0, "appservice": 0, "workload": 0},
          "bearer_rejected": 0, "sharedkey_ok": 0, "sharedkey_rejected": 0, "sas_ok": 0, "sas_rejected": 0,
          "refused": 0, "requests": 0, "put_block": 0, "put_block_list": 0, "put_blob": 0, "list": 0}
-state = {"refuse_until": 0.0, "lifetime": int(A.token_lifetime)}
+state = {"refuse_until": 0.0, "refuse_prefix": "", "lifetime": int(A.token_lifetime)}
 
 
 def expected_sharedkey(method, url, headers):
@@ -137,7 +138,8 @@ class H(BaseHTTPRequestHandler):
         denied = self.authorize(q, cname, bname)
         if denied:
             return self.err(*denied)
-        if time.time() < state["refuse_until"]:
+        target = cname + "/" + (bname or q.get("prefix", ""))
+        if time.time() < state["refuse_until"] and target.startswith(state["refuse_prefix"]):
             with lock:
                 stats["refused"] += 1
             return self.err(503, "ServerBusy", "The server is busy (test refusal).")
@@ -361,6 +363,7 @@ class H(BaseHTTPRequestHandler):
                 tokens.clear()
             elif path == "/_refuse":
                 state["refuse_until"] = time.time() + float(q.get("seconds", "0"))
+                state["refuse_prefix"] = q.get("prefix", "")
             elif path == "/_config" and "token_lifetime" in q:
                 state["lifetime"] = int(q["token_lifetime"])
             else:
