@@ -150,6 +150,37 @@ extension ReplicationIntegrationTests {
             try Self.expectRestoreEqualsSource(s, sb, config: cfg, db: db, env: env, name: "sas", context: H.tail(p.output))
         }
 
+        /// No key or SAS anywhere: workload identity from the environment (federated token file exchanged at the
+        /// test authority); the launcher fetches one token for its whole run and the restore equals the source.
+        @Test func replicateWithWorkloadIdentity() throws {
+            guard let s = Self.server() else { return }
+            let sb = try H.Sandbox()
+            let procs = Procs()
+            defer { procs.cleanup(); sb.cleanup() }
+            var env = Self.environment()
+            let e = ProcessInfo.processInfo.environment
+            env["AZURE_FEDERATED_TOKEN_FILE"] = e["RK_AZURE_FEDERATED_TOKEN_FILE"]
+            env["AZURE_CLIENT_ID"] = e["RK_AZURE_CLIENT_ID"]
+            env["AZURE_TENANT_ID"] = e["RK_AZURE_TENANT_ID"]
+            env["AZURE_AUTHORITY_HOST"] = e["RK_AZURE_AUTHORITY_HOST"]
+            func fetches() -> Int {
+                let out = (try? runCommand("/usr/bin/curl", ["-sf", s.control + "/_stats"]).output) ?? ""
+                let json = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any]
+                return ((json?["token_fetches"] as? [String: Any])?["workload"] as? NSNumber)?.intValue ?? -1
+            }
+            let db = sb.path("app.db"), cfg = sb.path("litestream.yml")
+            try Self.writeConfig(cfg, db: db, server: s, prefix: Self.prefix("wi"))
+            try H.runWriter(db, count: 1)
+            let before = fetches()
+            let p = try S3LauncherTests.startReplicate(sb, procs, ["-config", cfg], env: env, log: "launcher.log")
+            try H.runWriter(db, rate: 1000, count: 500)
+            #expect(poll(timeout: 20) { p.output.components(separatedBy: "wal segment written").count > 2 }, "\(H.tail(p.output))")
+            #expect(H.stop(p) == 0, "launcher should exit 0 after SIGTERM:\n\(H.tail(p.output))")
+            #expect(fetches() - before == 1, "the launcher fetched \(fetches() - before) tokens in one token lifetime")
+            Self.expectNoSecrets(s, p.output, "launcher log")
+            try Self.expectRestoreEqualsSource(s, sb, config: cfg, db: db, env: env, name: "wi", context: H.tail(p.output))
+        }
+
         /// `launcher -config CFG -exec CMD` with the database missing: restored from the abs replica before the child runs.
         @Test func execRestoresAMissingDatabaseFirst() throws {
             guard let s = Self.server() else { return }
