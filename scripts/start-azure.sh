@@ -23,12 +23,14 @@ container="rk-test"
 key="$("$py" -c 'import base64,os; print(base64.b64encode(os.urandom(64)).decode())')"
 identity_header="rk-idh-$("$py" -c 'import secrets; print(secrets.token_hex(12))')"
 client_id="11111111-2222-3333-4444-$("$py" -c 'import secrets; print(secrets.token_hex(6))')"
+# A second client id for the black-box tests, so their token counts are not mixed with the library tests' counts.
+launcher_client_id="22222222-3333-4444-5555-$("$py" -c 'import secrets; print(secrets.token_hex(6))')"
 tenant_id="rk-tenant-$("$py" -c 'import secrets; print(secrets.token_hex(4))')"
 federated="$dir/federated-token"
 "$py" -c 'import secrets; print("eyJrk." + secrets.token_urlsafe(48) + ".sig")' > "$federated"
 
 "$py" -u "$repo/Tests/Tools/azure_blob_server.py" --account "$account" --key "$key" --port 0 \
-    --port-file "$dir/port" --client-id "$client_id" --tenant-id "$tenant_id" \
+    --port-file "$dir/port" --client-id "$client_id,$launcher_client_id" --tenant-id "$tenant_id" \
     --federated-token-file "$federated" --identity-header "$identity_header" > "$dir/server.log" 2>&1 &
 pid=$!
 
@@ -80,6 +82,7 @@ echo "export RK_AZURE_IDENTITY_ENDPOINT='http://127.0.0.1:$port/msi/token'"
 echo "export RK_AZURE_IDENTITY_HEADER='$identity_header'"
 echo "export RK_AZURE_AUTHORITY_HOST='http://127.0.0.1:$port/'"
 echo "export RK_AZURE_CLIENT_ID='$client_id'"
+echo "export RK_AZURE_LAUNCHER_CLIENT_ID='$launcher_client_id'"
 echo "export RK_AZURE_TENANT_ID='$tenant_id'"
 echo "export RK_AZURE_FEDERATED_TOKEN_FILE='$federated'"
 echo "export RK_AZURE_CONTROL_URL='http://127.0.0.1:$port'"

@@ -160,13 +160,14 @@ extension ReplicationIntegrationTests {
             var env = Self.environment()
             let e = ProcessInfo.processInfo.environment
             env["AZURE_FEDERATED_TOKEN_FILE"] = e["RK_AZURE_FEDERATED_TOKEN_FILE"]
-            env["AZURE_CLIENT_ID"] = e["RK_AZURE_CLIENT_ID"]
+            let client = e["RK_AZURE_LAUNCHER_CLIENT_ID"] ?? ""
+            env["AZURE_CLIENT_ID"] = client
             env["AZURE_TENANT_ID"] = e["RK_AZURE_TENANT_ID"]
             env["AZURE_AUTHORITY_HOST"] = e["RK_AZURE_AUTHORITY_HOST"]
             func fetches() -> Int {
                 let out = (try? runCommand("/usr/bin/curl", ["-sf", s.control + "/_stats"]).output) ?? ""
                 let json = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any]
-                return ((json?["token_fetches"] as? [String: Any])?["workload"] as? NSNumber)?.intValue ?? -1
+                return ((json?["token_fetches_by_client"] as? [String: Any])?["workload:\(client)"] as? NSNumber)?.intValue ?? 0
             }
             let db = sb.path("app.db"), cfg = sb.path("litestream.yml")
             try Self.writeConfig(cfg, db: db, server: s, prefix: Self.prefix("wi"))

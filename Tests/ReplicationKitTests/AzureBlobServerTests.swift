@@ -22,14 +22,14 @@ struct AzureBlobServerTests {
         defer { Self.cleanup(c) }
         let okBefore = mode == "sharedkey" ? try s.counter("sharedkey_ok")
             : mode == "sas" ? try s.counter("sas_ok") : try s.counter("bearer_ok", mode)
-        let fetchesBefore = try s.counter("token_fetches", mode)
+        let fetchesBefore = try s.fetches(mode)
         try ReplicaClientConformance.check(c)
         let okAfter = mode == "sharedkey" ? try s.counter("sharedkey_ok")
             : mode == "sas" ? try s.counter("sas_ok") : try s.counter("bearer_ok", mode)
         #expect(okAfter - okBefore >= 20, "\(mode): the server saw \(okAfter - okBefore) requests authorised this way")
         if mode != "sharedkey" && mode != "sas" {
             // The token lives an hour: fetched once for the whole run, not per request.
-            #expect(try s.counter("token_fetches", mode) - fetchesBefore == 1)
+            #expect(try s.fetches(mode) - fetchesBefore == 1)
             #expect(c.authDescription.contains(mode == "workload" ? "workload identity" : "managed identity"))
         }
     }
@@ -115,18 +115,18 @@ struct AzureBlobServerTests {
 
     @Test func bearerTokenIsRefreshedBeforeExpiryAndFetchedOncePerLifetime() throws {
         guard let s = AzureTestServer.get() else { return }
-        try s.control("/_config?token_lifetime=4")
-        defer { _ = try? s.control("/_config?token_lifetime=3600") }
+        try s.control("/_config?kind=imds&token_lifetime=4")
+        defer { _ = try? s.control("/_config?kind=imds&token_lifetime=3600") }
         // Tokens live 4 s and are replaced 2 s before expiry: one fetch per ~2 s of use.
         let c = try s.client(env: s.identityEnvironment("imds"), refreshMargin: .seconds(2))
-        let before = try s.counter("token_fetches", "imds"), okBefore = try s.counter("bearer_ok", "imds")
+        let before = try s.fetches("imds"), okBefore = try s.counter("bearer_ok", "imds")
         let started = Date()
         var requests = 0
         while Date().timeIntervalSince(started) < 7 {
             _ = try c.generations()
             requests += 1
         }
-        let fetches = try s.counter("token_fetches", "imds") - before
+        let fetches = try s.fetches("imds") - before
         let elapsed = Date().timeIntervalSince(started)
         print("bearer refresh: \(requests) requests, \(fetches) token fetches in \(String(format: "%.1f", elapsed)) s")
         #expect(fetches >= 3, "the token was not refreshed while in use: \(fetches) fetches")
@@ -139,10 +139,10 @@ struct AzureBlobServerTests {
         guard let s = AzureTestServer.get() else { return }
         let c = try s.client(env: s.identityEnvironment("workload"))
         _ = try c.generations()
-        let before = try s.counter("token_fetches", "workload"), rejected = try s.counter("bearer_rejected")
-        try s.control("/_revoke")
+        let before = try s.fetches("workload"), rejected = try s.counter("bearer_rejected")
+        try s.control("/_revoke?client_id=\(s.clientID)")
         #expect(try c.generations().isEmpty)
-        #expect(try s.counter("token_fetches", "workload") - before == 1)
+        #expect(try s.fetches("workload") - before == 1)
         #expect(try s.counter("bearer_rejected") - rejected == 1)
     }
 

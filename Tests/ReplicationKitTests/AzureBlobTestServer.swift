@@ -68,6 +68,7 @@ struct AzureTestServer {
         case "appservice":
             env["IDENTITY_ENDPOINT"] = identityEndpoint
             env["IDENTITY_HEADER"] = identityHeader
+            env["AZURE_CLIENT_ID"] = clientID
         default:
             env["AZURE_FEDERATED_TOKEN_FILE"] = federatedTokenFile
             env["AZURE_CLIENT_ID"] = clientID
@@ -102,6 +103,11 @@ struct AzureTestServer {
     }
 
     func stats() throws -> [String: Any] { try control("/_stats", method: "GET") }
+
+    /// Token fetches of `kind` by this suite's client id (other suites may fetch tokens at the same time).
+    func fetches(_ kind: String) throws -> Int {
+        ((try stats()["token_fetches_by_client"] as? [String: Any])?["\(kind):\(clientID)"] as? NSNumber)?.intValue ?? 0
+    }
 
     /// A counter of `/_stats` (`kind` selects inside a nested object such as `token_fetches`).
     func counter(_ name: String, _ kind: String? = nil) throws -> Int {

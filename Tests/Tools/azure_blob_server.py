@@ -15,9 +15,10 @@ Identity endpoints (short-lived tokens, fetches counted per kind):
   GET  /metadata/identity/oauth2/token   IMDS (Metadata: true, api-version 2018-02-01, client_id checked if sent)
   GET  /msi/token                        App Service (X-IDENTITY-HEADER must match, api-version 2019-08-01)
   POST /TENANT/oauth2/v2.0/token         workload identity (client_assertion = federated token file content)
-Test control: GET /_stats (JSON counters), POST /_revoke (forget issued tokens), POST /_refuse?seconds=N[&prefix=P]
-(503 ServerBusy for N s to storage requests whose "container/blob-or-list-prefix" starts with P), POST
-/_config?token_lifetime=N.
+--client-id may list several ids (comma-separated); token fetches are also counted per "kind:client_id".
+Test control: GET /_stats (JSON counters), POST /_revoke[?client_id=C] (forget issued tokens), POST
+/_refuse?seconds=N[&prefix=P] (503 ServerBusy for N s to storage requests whose "container/blob-or-list-prefix"
+starts with P), POST /_config?kind=K&token_lifetime=N (lifetime of tokens of kind K issued from now on).
 """
 import argparse, base64, email.utils, hashlib, json, secrets, threading, time, urllib.parse
 from datetime import datetime, timezone
@@ -41,11 +42,12 @@ STORAGE = "https://storage.azure.com/"
 lock = threading.Lock()
 containers = {}   # name -> {blob name -> dict(data, etag, modified, created)}
 blocks = {}       # (container, blob) -> {block id -> bytes}
-tokens = {}       # token -> (kind, expiry)
+tokens = {}       # token -> (kind, expiry, client id)
 stats = {"token_fetches": {"imds": 0, "appservice": 0, "workload": 0}, "bearer_ok": {"imds": 0, "appservice": 0, "workload": 0},
          "bearer_rejected": 0, "sharedkey_ok": 0, "sharedkey_rejected": 0, "sas_ok": 0, "sas_rejected": 0,
-         "refused": 0, "requests": 0, "put_block": 0, "put_block_list": 0, "put_blob": 0, "list": 0}
-state = {"refuse_until": 0.0, "refuse_prefix": "", "lifetime": int(A.token_lifetime)}
+         "token_fetches_by_client": {}, "refused": 0, "requests": 0, "put_block": 0, "put_block_list": 0, "put_blob": 0, "list": 0}
+state = {"refuse_until": 0.0, "refuse_prefix": "", "lifetime": {}}  # lifetime overrides per token kind
+CLIENTS = A.client_id.split(",")
 
 
 def expected_sharedkey(method, url, headers):
@@ -73,12 +75,15 @@ def iso(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
 
 
-def new_token(kind):
+def new_token(kind, client):
     tok = "rk-%s-%s" % (kind, secrets.token_urlsafe(24))
     with lock:
-        tokens[tok] = (kind, time.time() + state["lifetime"])
+        life = state["lifetime"].get(kind, int(A.token_lifetime))
+        tokens[tok] = (kind, time.time() + life, client)
         stats["token_fetches"][kind] += 1
-    return tok, state["lifetime"]
+        by = stats["token_fetches_by_client"]
+        by["%s:%s" % (kind, client)] = by.get("%s:%s" % (kind, client), 0) + 1
+    return tok, life
 
 
 class H(BaseHTTPRequestHandler):
@@ -161,7 +166,7 @@ class H(BaseHTTPRequestHandler):
                                     "the value of Authorization header is formed correctly including the signature.")
         if auth.startswith("Bearer "):
             with lock:
-                kind, exp = tokens.get(auth[7:], (None, 0))
+                kind, exp, _ = tokens.get(auth[7:], (None, 0, None))
                 if kind and exp > time.time():
                     stats["bearer_ok"][kind] += 1
                     return None
@@ -316,9 +321,9 @@ class H(BaseHTTPRequestHandler):
             return self.json(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
         if q.get("api-version") != "2018-02-01" or q.get("resource") != STORAGE:
             return self.json(400, {"error": "invalid_request", "error_description": "bad api-version or resource"})
-        if "client_id" in q and q["client_id"] != A.client_id:
+        if "client_id" in q and q["client_id"] not in CLIENTS:
             return self.json(400, {"error": "invalid_request", "error_description": "Identity not found"})
-        tok, life = new_token("imds")
+        tok, life = new_token("imds", q.get("client_id", "-"))
         self.json(200, {"access_token": tok, "refresh_token": "", "expires_in": str(life), "expires_on": str(int(time.time()) + life),
                         "not_before": str(int(time.time())), "resource": STORAGE, "token_type": "Bearer"})
 
@@ -327,9 +332,11 @@ class H(BaseHTTPRequestHandler):
             return self.json(401, {"statusCode": 401, "message": "Unauthorized request: X-IDENTITY-HEADER is missing or wrong"})
         if q.get("api-version") != "2019-08-01" or q.get("resource") != STORAGE:
             return self.json(400, {"error": {"code": "BadRequest", "message": "bad api-version or resource"}})
-        tok, life = new_token("appservice")
+        if "client_id" in q and q["client_id"] not in CLIENTS:
+            return self.json(400, {"error": {"code": "BadRequest", "message": "Identity not found"}})
+        tok, life = new_token("appservice", q.get("client_id", "-"))
         self.json(200, {"access_token": tok, "expires_on": str(int(time.time()) + life), "resource": STORAGE,
-                        "token_type": "Bearer", "client_id": A.client_id})
+                        "token_type": "Bearer", "client_id": q.get("client_id", CLIENTS[0])})
 
     def workload(self, path, body):
         f = dict(urllib.parse.parse_qsl(body.decode()))
@@ -345,12 +352,12 @@ class H(BaseHTTPRequestHandler):
             return bad(400, "invalid_request", "AADSTS90002: Tenant '%s' not found." % tenant)
         if f.get("grant_type") != "client_credentials" or f.get("scope") != STORAGE + ".default":
             return bad(400, "invalid_scope" if f.get("scope") != STORAGE + ".default" else "unsupported_grant_type", "bad grant or scope")
-        if f.get("client_id") != A.client_id:
+        if f.get("client_id") not in CLIENTS:
             return bad(400, "unauthorized_client", "AADSTS700016: Application not found.")
         if (f.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
                 or not federated or f.get("client_assertion") != federated):
             return bad(401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range or does not match.")
-        tok, life = new_token("workload")
+        tok, life = new_token("workload", f["client_id"])
         self.json(200, {"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": tok})
 
     # -- test control -----------------------------------------------------------------------------------------
@@ -360,12 +367,13 @@ class H(BaseHTTPRequestHandler):
             if path == "/_stats":
                 return self.json(200, dict(stats, token_lifetime=state["lifetime"], tokens=len(tokens)))
             if path == "/_revoke":
-                tokens.clear()
+                for t in [t for t, v in tokens.items() if q.get("client_id") in (None, v[2])]:
+                    del tokens[t]
             elif path == "/_refuse":
                 state["refuse_until"] = time.time() + float(q.get("seconds", "0"))
                 state["refuse_prefix"] = q.get("prefix", "")
-            elif path == "/_config" and "token_lifetime" in q:
-                state["lifetime"] = int(q["token_lifetime"])
+            elif path == "/_config" and "token_lifetime" in q and "kind" in q:
+                state["lifetime"][q["kind"]] = int(q["token_lifetime"])
             else:
                 return self.json(404, {"error": "unknown control path"})
         return self.json(200, {"ok": True})
