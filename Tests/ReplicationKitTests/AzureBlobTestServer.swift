@@ -104,6 +104,12 @@ struct AzureTestServer {
 
     func stats() throws -> [String: Any] { try control("/_stats", method: "GET") }
 
+    /// A storage counter (`put_blob`, `put_block`, `put_block_list`, `list`) of the blobs under `prefix`'s first element.
+    func counter(_ name: String, prefix: String) throws -> Int {
+        let top = String(prefix.split(separator: "/").first ?? "")
+        return (((try stats()["by_prefix"] as? [String: Any])?[top] as? [String: Any])?[name] as? NSNumber)?.intValue ?? 0
+    }
+
     /// Token fetches of `kind` by this suite's client id (other suites may fetch tokens at the same time).
     func fetches(_ kind: String) throws -> Int {
         ((try stats()["token_fetches_by_client"] as? [String: Any])?["\(kind):\(clientID)"] as? NSNumber)?.intValue ?? 0

@@ -15,7 +15,8 @@ Identity endpoints (short-lived tokens, fetches counted per kind):
   GET  /metadata/identity/oauth2/token   IMDS (Metadata: true, api-version 2018-02-01, client_id checked if sent)
   GET  /msi/token                        App Service (X-IDENTITY-HEADER must match, api-version 2019-08-01)
   POST /TENANT/oauth2/v2.0/token         workload identity (client_assertion = federated token file content)
---client-id may list several ids (comma-separated); token fetches are also counted per "kind:client_id".
+--client-id may list several ids (comma-separated); token fetches are also counted per "kind:client_id", and storage
+operations per first path element of the blob name ("by_prefix").
 Test control: GET /_stats (JSON counters), POST /_revoke[?client_id=C] (forget issued tokens), POST
 /_refuse?seconds=N[&prefix=P] (503 ServerBusy for N s to storage requests whose "container/blob-or-list-prefix"
 starts with P), POST /_config?kind=K&token_lifetime=N (lifetime of tokens of kind K issued from now on).
@@ -45,7 +46,7 @@ blocks = {}       # (container, blob) -> {block id -> bytes}
 tokens = {}       # token -> (kind, expiry, client id)
 stats = {"token_fetches": {"imds": 0, "appservice": 0, "workload": 0}, "bearer_ok": {"imds": 0, "appservice": 0, "workload": 0},
          "bearer_rejected": 0, "sharedkey_ok": 0, "sharedkey_rejected": 0, "sas_ok": 0, "sas_rejected": 0,
-         "token_fetches_by_client": {}, "refused": 0, "requests": 0, "put_block": 0, "put_block_list": 0, "put_blob": 0, "list": 0}
+         "token_fetches_by_client": {}, "by_prefix": {}, "refused": 0, "requests": 0, "put_block": 0, "put_block_list": 0, "put_blob": 0, "list": 0}
 state = {"refuse_until": 0.0, "refuse_prefix": "", "lifetime": {}}  # lifetime overrides per token kind
 CLIENTS = A.client_id.split(",")
 
@@ -69,6 +70,13 @@ def expected_sas_sig(q, container):
     else:
         return None
     return urllib.parse.parse_qs(tok)["sig"][0]
+
+
+def count(name, blob_or_prefix):
+    """Bumps stats[name] and the same counter under the first path element of the blob name (callers hold lock)."""
+    stats[name] += 1
+    top = stats["by_prefix"].setdefault(blob_or_prefix.split("/")[0], {})
+    top[name] = top.get(name, 0) + 1
 
 
 def iso(s):
@@ -228,7 +236,7 @@ class H(BaseHTTPRequestHandler):
                 if not bid or len(base64.b64decode(bid)) > 64 or any(len(k) != len(bid) for k in pending):
                     return self.err(400, "InvalidBlobOrBlock", "The specified blob or block content is invalid.")
                 pending[bid] = body
-                stats["put_block"] += 1
+                count("put_block", bname)
                 return self.send(201, headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()})
             if comp == "blocklist":
                 pending = blocks.get((cname, bname), {})
@@ -237,13 +245,13 @@ class H(BaseHTTPRequestHandler):
                     return self.err(400, "InvalidBlockList", "The specified block list is invalid.")
                 data = b"".join(pending[i] for i in ids)
                 blocks.pop((cname, bname), None)
-                stats["put_block_list"] += 1
+                count("put_block_list", bname)
                 return self.store(c, bname, data, now)
             if self.headers.get("x-ms-blob-type") != "BlockBlob":
                 return self.err(400, "InvalidHeaderValue", "x-ms-blob-type")
             if self.headers.get("If-None-Match") == "*" and bname in c:
                 return self.err(409, "BlobAlreadyExists")
-            stats["put_blob"] += 1
+            count("put_blob", bname)
             return self.store(c, bname, body, now)
         if bname not in c:
             return self.err(404, "BlobNotFound", "The specified blob does not exist.")
@@ -280,7 +288,7 @@ class H(BaseHTTPRequestHandler):
         c = containers.get(cname)
         if c is None:
             return self.err(404, "ContainerNotFound", "The specified container does not exist.")
-        stats["list"] += 1
+        count("list", q.get("prefix", ""))
         prefix, delim, marker = q.get("prefix", ""), q.get("delimiter"), q.get("marker", "")
         maxr = int(q.get("maxresults", 5000))
         items, seen = [], set()
