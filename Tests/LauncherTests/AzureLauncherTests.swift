@@ -150,6 +150,31 @@ extension ReplicationIntegrationTests {
             try Self.expectRestoreEqualsSource(s, sb, config: cfg, db: db, env: env, name: "sas", context: H.tail(p.output))
         }
 
+        /// A SAS config whose endpoint is unreachable: ERROR lines carry the request URL, with `sig=` redacted; the
+        /// launcher keeps running.
+        @Test func unreachableEndpointWithSASLogsNoSignature() throws {
+            guard let s = Self.server() else { return }
+            let sb = try H.Sandbox()
+            let procs = Procs()
+            defer { procs.cleanup(); sb.cleanup() }
+            let port = try runCommand("/usr/bin/env", ["python3", "-c",
+                "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let db = sb.path("app.db"), cfg = sb.path("litestream.yml")
+            try Self.writeConfig(cfg, db: db, server: s, prefix: Self.prefix("unreach"),
+                                 endpoint: "http://127.0.0.1:\(port)/\(s.account)", sas: true)
+            try H.runWriter(db, count: 5)
+            let p = try S3LauncherTests.startReplicate(sb, procs, ["-config", cfg], env: Self.environment(), log: "launcher.log")
+            let errorLine = { p.output.split(separator: "\n").map(String.init).first { $0.contains(" ERROR ") && $0.contains("127.0.0.1:\(port)") } }
+            #expect(poll(timeout: 30) { errorLine() != nil }, "no ERROR line naming the endpoint:\n\(H.tail(p.output))")
+            print("unreachable (SAS) -> \(errorLine()?.prefix(400) ?? "(none)")")
+            #expect(p.process.isRunning, "the launcher exited:\n\(H.tail(p.output))")
+            _ = H.stop(p, timeout: 60)
+            Self.expectNoSecrets(s, p.output, "launcher log")
+            let sigs = p.output.components(separatedBy: "sig=").dropFirst().map { $0.prefix(10) }
+            #expect(sigs.allSatisfy { $0 == "[redacted]" }, "an unredacted sig= in the log: \(sigs)")
+        }
+
         /// No key or SAS anywhere: workload identity from the environment (federated token file exchanged at the
         /// test authority); the launcher fetches one token for its whole run and the restore equals the source.
         @Test func replicateWithWorkloadIdentity() throws {
