@@ -9,8 +9,8 @@ public enum ReplicaClientFactory {
             return try S3ReplicaClient(destination: d)
         case .gcs(let d):
             return try GCSReplicaClient(destination: d)
-        case .azure:
-            throw notYet(config)
+        case .azure(let d):
+            return try AzureBlobReplicaClient(destination: d)
         case .sftp:
             throw notYet(config)
         }
