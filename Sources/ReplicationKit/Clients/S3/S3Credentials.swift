@@ -151,7 +151,8 @@ public final class S3CredentialProvider: Sendable {
     /// True for temporary credentials that can be refreshed (a 403 ExpiredToken then invalidates them once).
     public let isTemporary: Bool
     private let fixed: AWSCredentials?
-    private let cache: RefreshingCredential<AWSCredentials>?
+    private let cache: RefreshingCredential<AWSIdentityFetch>?
+    private let now: @Sendable () -> Date
     /// Secrets, session tokens and identity tokens seen so far, removed from every error text.
     private let secrets: Locked<[String]>
     private let pending: Locked<AWSIdentityFetch?>
@@ -164,6 +165,7 @@ public final class S3CredentialProvider: Sendable {
         isTemporary = false
         secrets = Locked([])
         pending = Locked(nil)
+        now = { Date() }
         Self.remember(secrets, credentials)
     }
 
@@ -179,15 +181,16 @@ public final class S3CredentialProvider: Sendable {
         let pending = Locked<AWSIdentityFetch?>(nil), secrets = Locked<[String]>([])
         self.pending = pending
         self.secrets = secrets
+        self.now = now
         cache = RefreshingCredential(refreshMargin: .seconds(300), now: now) {
             let f = try pending.withLock { p -> AWSIdentityFetch? in defer { p = nil }; return p } ?? fetch()
             Self.remember(secrets, f.credentials, extra: f.redact)
-            guard let exp = f.expiresAt else { return Expiring(f.credentials, expiresAt: nil) }
+            guard let exp = f.expiresAt else { return Expiring(f, expiresAt: nil) }
             let lifetime = exp.timeIntervalSince(now())
             let early = min(margin, max(lifetime / 4, 0))
             // RefreshingCredential refreshes `margin` before the reported expiry: report it shifted so that the
-            // refresh happens `early` before the real one.
-            return Expiring(f.credentials, expiresAt: exp.addingTimeInterval(margin - early))
+            // refresh happens `early` before the real one (`credentials()` checks the real expiry itself).
+            return Expiring(f, expiresAt: exp.addingTimeInterval(margin - early))
         }
     }
 
@@ -202,7 +205,13 @@ public final class S3CredentialProvider: Sendable {
     /// - Throws: `ReplicationError(.io)` naming the source and the failure (never a secret).
     public func credentials() throws -> AWSCredentials {
         if let fixed { return fixed }
-        return try cache!.get()
+        let f = try cache!.get()
+        if let exp = f.expiresAt, exp <= now() {
+            // Really expired (a refresh failed and the cache kept serving them): fetch, or report the failure.
+            cache!.invalidate()
+            return try cache!.get().credentials
+        }
+        return f.credentials
     }
 
     /// Forgets cached temporary credentials (the store rejected them); no-op for static keys.
