@@ -106,7 +106,9 @@ public final class S3ReplicaClient: ReplicaClient {
                   provider: provider, httpOptions: o)
         var m = logMetadata
         m["s3.credentials"] = "\(provider.source)"
-        logger.info("s3 replica credentials", metadata: m)
+        // Keyless identities at info (worth seeing once per replica); static keys at debug, so a failing
+        // `restore` stays a one-line error.
+        logger.log(level: provider.isTemporary ? .info : .debug, "s3 replica credentials", metadata: m)
     }
 
     // MARK: keys
