@@ -61,7 +61,7 @@ public enum S3CredentialChain {
             tried.append("EC2 instance metadata (AWS_EC2_METADATA_DISABLED=true)")
         } else {
             let base = nonEmpty(env["AWS_EC2_METADATA_SERVICE_ENDPOINT"]) ?? "http://169.254.169.254"
-            let probe = IMDSSource(base: base, http: AWSIdentityHTTP(connectTimeout: .seconds(1), attempts: 1))
+            let probe = IMDSSource(base: base, http: AWSIdentityHTTP(connectTimeout: .seconds(1), requestTimeout: .seconds(3), attempts: 1))
             do {
                 let first = try probe.fetch()
                 let imds = IMDSSource(base: base, http: AWSIdentityHTTP(connectTimeout: .seconds(2), attempts: 3))

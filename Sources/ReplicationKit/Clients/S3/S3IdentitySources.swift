@@ -14,11 +14,11 @@ public struct AWSIdentityFetch: Sendable {
 struct AWSIdentityHTTP: Sendable {
     let client: CurlHTTPClient
 
-    init(connectTimeout: Duration = .seconds(5), attempts: Int = 3) {
+    init(connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30), attempts: Int = 3) {
         var o = CurlHTTPOptions()
         o.connectTimeout = connectTimeout
-        o.stallTimeout = .seconds(10)
-        o.requestTimeout = .seconds(30)
+        o.stallTimeout = min(.seconds(10), requestTimeout)
+        o.requestTimeout = requestTimeout
         o.maxAttempts = attempts
         o.baseDelay = .milliseconds(100)
         o.maxDelay = .seconds(1)
