@@ -2,7 +2,8 @@
 # Starts the loopback AWS identity endpoints for the S3 keyless-credential tests: Tests/Tools/aws_identity_server.py
 # (STS AssumeRoleWithWebIdentity, ECS container credentials, IMDSv2, handing out SeaweedFS rotation keys) and
 # moto_server (the check of the STS request format). Runs after scripts/start-seaweedfs.sh, whose exported
-# RK_S3_ROTATION_KEYS_FILE lists the key pairs SeaweedFS accepts.
+# RK_S3_ROTATION_KEYS_FILE lists the static key pairs SeaweedFS accepts and RK_S3_STS_SIGNING_KEY_FILE holds the key
+# of its STS session tokens (the identity server issues sessions SeaweedFS accepts, session token included).
 #
 # Usage:  eval "$(scripts/start-seaweedfs.sh)"; eval "$(scripts/start-cloud-identity.sh)"
 # Environment: RK_TEST_PYTHON or RK_S3_VENV (the venv with moto; default <repo>/.venv-test), RK_AWSID_LIFETIME
@@ -34,7 +35,8 @@ ecs_token="$(cat "$ecs_token_file")"
 
 id_port="$(free_port)"
 "$py" "$repo/Tests/Tools/aws_identity_server.py" --port "$id_port" --keys "$keys" --token-file "$token_file" \
-    --ecs-token "$ecs_token" --role-arn "$role_arn" --lifetime "${RK_AWSID_LIFETIME:-40}" > "$dir/identity.log" 2>&1 &
+    --ecs-token "$ecs_token" --role-arn "$role_arn" --lifetime "${RK_AWSID_LIFETIME:-40}" \
+    ${RK_S3_STS_SIGNING_KEY_FILE:+--sts-signing-key-file "$RK_S3_STS_SIGNING_KEY_FILE"} > "$dir/identity.log" 2>&1 &
 id_pid=$!
 moto_port="$(free_port)"
 if [ -x "$venv/bin/moto_server" ]; then

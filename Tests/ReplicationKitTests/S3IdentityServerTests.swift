@@ -15,6 +15,9 @@ struct S3IdentityServerTests {
         var secrets: [String]
     }
 
+    /// How every session token the identity server mints starts (base64url of its JWT header).
+    static let sessionJWTHeader = "eyJhbGciOiAiSFMyNTYi"
+
     static func env() -> Env? {
         let e = ProcessInfo.processInfo.environment
         guard let base = e["RK_AWSID_ENDPOINT"], !base.isEmpty else {
@@ -31,7 +34,8 @@ struct S3IdentityServerTests {
         let ecs = e["RK_AWSID_ECS_TOKEN"] ?? ""
         return Env(s3: s3, base: base, tokenFile: tokenFile, roleARN: e["RK_AWSID_ROLE_ARN"] ?? "", ecsToken: ecs,
                    ecsTokenFile: e["RK_AWSID_ECS_TOKEN_FILE"] ?? "", moto: e["RK_AWSID_MOTO_URL"] ?? "",
-                   secrets: [token, ecs, "rkRotSecret", "RKSESSION", "RKIMDS", s3.credentials.secretAccessKey].filter { !$0.isEmpty })
+                   secrets: [token, ecs, "rkRotSecret", "RKSESSION", "RKIMDS", Self.sessionJWTHeader,
+                             s3.credentials.secretAccessKey].filter { !$0.isEmpty })
     }
 
     /// A tenant name of its own; `options` like `lifetime=8` or `token=0`.
@@ -70,6 +74,16 @@ struct S3IdentityServerTests {
         #expect(!text.contains("\n"), "not one line: \(text)")
     }
 
+    /// Calls `condition` (which does real work between checks) until it is true or `timeout` passes.
+    static func poll(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
     /// Put, list and get one object, then delete the generation.
     static func roundTrip(_ c: S3ReplicaClient) throws {
         let g = try #require(Generation(name: "00000000000000cd"))
@@ -84,7 +98,7 @@ struct S3IdentityServerTests {
 
     @Test func webIdentityPassesTheConformanceCheckOnSeaweedFS() throws {
         guard let e = Self.env() else { return }
-        let t = Self.tenant("wi", "token=0", "lifetime=900")
+        let t = Self.tenant("wi", "lifetime=900")
         let p = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
             "AWS_WEB_IDENTITY_TOKEN_FILE": e.tokenFile, "AWS_ROLE_ARN": e.roleARN, "AWS_ROLE_SESSION_NAME": "rk-test",
             "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_STS": e.base + "/t/" + t]))
@@ -96,7 +110,7 @@ struct S3IdentityServerTests {
 
     @Test func containerRelativeAndFullURIRoundTrips() throws {
         guard let e = Self.env() else { return }
-        let rel = Self.tenant("ecsrel", "token=0", "lifetime=900")
+        let rel = Self.tenant("ecsrel", "lifetime=900")
         let p1 = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/t/\(rel)/ecs/credentials",
             "AWS_CONTAINER_AUTHORIZATION_TOKEN": e.ecsToken]), containerHost: e.base)
@@ -104,7 +118,7 @@ struct S3IdentityServerTests {
         try Self.roundTrip(Self.client(e, p1))
         #expect(try Self.count(e, rel, "ecs") == 1)
 
-        let full = Self.tenant("ecsfull", "token=0", "lifetime=900")
+        let full = Self.tenant("ecsfull", "token=0", "lifetime=900")  // static rotation keys, no session token
         let p2 = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": e.base + "/t/\(full)/ecs/credentials",
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": e.ecsTokenFile, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ignored"]))
@@ -116,7 +130,7 @@ struct S3IdentityServerTests {
 
     @Test func instanceMetadataV2RoundTrip() throws {
         guard let e = Self.env() else { return }
-        let t = Self.tenant("imds", "token=0", "lifetime=900")
+        let t = Self.tenant("imds", "lifetime=900")
         var env = Self.keyless(["AWS_EC2_METADATA_SERVICE_ENDPOINT": e.base + "/t/" + t])
         env["AWS_EC2_METADATA_DISABLED"] = nil
         let p = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: env)
@@ -131,7 +145,7 @@ struct S3IdentityServerTests {
 
     @Test func refreshDuringARunKeepsSigningWithRotatedKeys() throws {
         guard let e = Self.env() else { return }
-        let t = Self.tenant("refresh", "token=0", "lifetime=8")  // refreshed 2 s before expiry, every ~6 s
+        let t = Self.tenant("refresh", "lifetime=8")  // refreshed 2 s before expiry, every ~6 s
         let p = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
             "AWS_WEB_IDENTITY_TOKEN_FILE": e.tokenFile, "AWS_ROLE_ARN": e.roleARN, "AWS_ENDPOINT_URL_STS": e.base + "/t/" + t]))
         let c = Self.client(e, p)
@@ -165,16 +179,34 @@ struct S3IdentityServerTests {
         #expect(Set(seen).count >= 3 && keys.isSubset(of: Set(seen)))
     }
 
-    /// SeaweedFS 4.48 answers 403 InvalidAccessKeyId to any request carrying X-Amz-Security-Token for a static
-    /// identity: the client treats it as stale temporary credentials, fetches once more, then reports one line.
-    @Test func sessionTokenRejectedBySeaweedFSIsRetriedOnceThenReported() throws {
+    /// Session tokens SeaweedFS stops accepting before their announced expiry (revoked, clock skew): the 403
+    /// ExpiredToken makes the client fetch new credentials once and the request succeeds.
+    @Test func expiredSessionTokenIsReplacedOnceAndTheRequestSucceeds() throws {
         guard let e = Self.env() else { return }
-        let t = Self.tenant("tok", "lifetime=900")
+        let t = Self.tenant("expired", "lifetime=900", "jwtlife=2")
+        let p = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
+            "AWS_WEB_IDENTITY_TOKEN_FILE": e.tokenFile, "AWS_ROLE_ARN": e.roleARN, "AWS_ENDPOINT_URL_STS": e.base + "/t/" + t]))
+        let c = Self.client(e, p)
+        var failure: String?
+        // Every listing succeeds; after ~2 s one of them meets ExpiredToken and fetches a second session.
+        let replaced = Self.poll(timeout: 20) {
+            do { _ = try c.generations() } catch { failure = error.oneLine; return true }
+            return (try? Self.count(e, t, "sts")) == 2
+        }
+        #expect(failure == nil, "a request failed: \(failure ?? "")")
+        #expect(replaced, "no second STS issue within 20 s")
+        #expect(try Self.count(e, t, "sts") == 2)
+    }
+
+    /// A session token SeaweedFS does not know (403 InvalidAccessKeyId): one more fetch, then one clean line.
+    @Test func rejectedSessionTokenIsRetriedOnceThenReported() throws {
+        guard let e = Self.env() else { return }
+        let t = Self.tenant("forged", "token=forged", "lifetime=900")
         let p = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
             "AWS_WEB_IDENTITY_TOKEN_FILE": e.tokenFile, "AWS_ROLE_ARN": e.roleARN, "AWS_ENDPOINT_URL_STS": e.base + "/t/" + t]))
         do {
             _ = try Self.client(e, p).generations()
-            Issue.record("SeaweedFS accepted a session token: the tests can issue tokens now (drop token=0)")
+            Issue.record("SeaweedFS accepted a forged session token")
         } catch {
             #expect(error.oneLine.contains("HTTP 403 InvalidAccessKeyId"), "\(error.oneLine)")
             Self.expectClean(error.oneLine, e, "the error")
@@ -201,7 +233,7 @@ struct S3IdentityServerTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = dir + "/token"
         try FileManager.default.copyItem(atPath: e.tokenFile, toPath: file)
-        let wi = Self.tenant("badwi", "token=0")
+        let wi = Self.tenant("badwi")
         let p1 = try S3CredentialChain.provider(accessKeyID: nil, secretAccessKey: nil, environment: Self.keyless([
             "AWS_WEB_IDENTITY_TOKEN_FILE": file, "AWS_ROLE_ARN": e.roleARN, "AWS_ENDPOINT_URL_STS": e.base + "/t/" + wi]))
         try FileManager.default.removeItem(atPath: file)

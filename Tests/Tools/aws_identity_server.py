@@ -8,13 +8,22 @@ One HTTP server serves:
   GET  /latest/meta-data/iam/security-credentials/[role]   IMDSv2 role listing and credentials (needs the token)
   GET  /stats[?tenant=NAME]       JSON issue counters per tenant and endpoint
 
-Every path may be prefixed by /t/<tenant>[,lifetime=N][,token=0]/ so parallel tests keep separate counters and
-key rotation: lifetime=N sets the credentials' lifetime in seconds, token=0 issues credentials without a session
-token (SeaweedFS 4.48 rejects any request carrying X-Amz-Security-Token for its static identities).
+Every path may be prefixed by /t/<tenant>[,lifetime=N][,jwtlife=N][,token=0]/ so parallel tests keep separate
+counters: lifetime=N sets the credentials' lifetime in seconds; jwtlife=N makes SeaweedFS reject them after N
+seconds (ExpiredToken) while the issued Expiration still says `lifetime`; token=0 issues static key pairs without
+a session token, token=forged static key pairs with a random session token (which SeaweedFS rejects).
 
-Issued credentials are key pairs SeaweedFS knows (--keys: the rotation-keys.json of scripts/start-seaweedfs.sh),
-handed out round-robin per tenant, so consecutive issues to one tenant always differ.
+Issued credentials (default): a SeaweedFS STS session, i.e. an HS256 JWT under --sts-signing-key-file (SeaweedFS's
+`sts.signingKey`) as session token, with the key pair SeaweedFS derives from its session id (access key
+"ASIA" + hex(sha256("access-key:" + sid))[:16], secret base64(HMAC-SHA256(key, "secret-key:" + sid)), checked
+against SeaweedFS 4.48's own AssumeRole answer). SeaweedFS 4.48 rejects any other X-Amz-Security-Token.
+With token=0: key pairs of SeaweedFS's s3.json (--keys, rotation-keys.json of scripts/start-seaweedfs.sh), handed
+out round-robin per tenant, without a session token.
 """
+import base64
+import hashlib
+import hmac
+import time
 import argparse
 import datetime
 import json
@@ -45,16 +54,41 @@ def count(name, what, rejected=False):
         d[what] = d.get(what, 0) + 1
 
 
-def issue(name, lifetime, with_token, endpoint):
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def seaweedfs_session(lifetime, session_name):
+    """(access key, secret, session token) of a new SeaweedFS STS session valid for `lifetime` seconds."""
+    key = base64.b64decode(open(ARGS.sts_signing_key_file).read().strip())
+    sid, now = secrets.token_hex(16), int(time.time())
+    assumed = ARGS.role_arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/" + session_name
+    claims = {"iss": "seaweedfs-sts", "sub": sid, "iat": now, "nbf": now - 5, "exp": now + lifetime, "jti": sid,
+              "sid": sid, "snam": session_name, "typ": "session", "role": ARGS.role_arn, "assumed": assumed,
+              "principal": assumed, "pol": ["RKReplicaPolicy"],
+              "assumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+    signing_input = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64url(json.dumps(claims).encode())
+    token = signing_input + "." + b64url(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())
+    access = "ASIA" + hashlib.sha256(("access-key:" + sid).encode()).hexdigest()[:16]
+    secret = base64.b64encode(hmac.new(key, ("secret-key:" + sid).encode(), hashlib.sha256).digest()).decode()
+    return access, secret, token
+
+
+def issue(name, lifetime, with_token, endpoint, jwtlife=None, session_name="rk"):
+    if with_token is True and ARGS.sts_signing_key_file:
+        access, secret, token = seaweedfs_session(jwtlife or lifetime, session_name)
+    else:
+        with LOCK:
+            k = KEYS[tenant(name)["next"] % len(KEYS)]
+            tenant(name)["next"] += 1
+        access, secret, token = k["accessKey"], k["secretKey"], ("RKSESSION" + secrets.token_hex(24)) if with_token else ""
+
     with LOCK:
         t = tenant(name)
-        k = KEYS[t["next"] % len(KEYS)]
-        t["next"] += 1
         t["counts"][endpoint] = t["counts"].get(endpoint, 0) + 1
-        t["issued"].append(k["accessKey"])
+        t["issued"].append(access)
     exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=lifetime)
-    return {"AccessKeyId": k["accessKey"], "SecretAccessKey": k["secretKey"],
-            "Token": ("RKSESSION" + secrets.token_hex(24)) if with_token else "",
+    return {"AccessKeyId": access, "SecretAccessKey": secret, "Token": token,
             "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
@@ -73,9 +107,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def route(self):
-        """(tenant name, lifetime, with_token, rest of path, query dict)."""
+        """(tenant name, lifetime, with_token, rest of path, query dict); sets self.jwtlife."""
         u = urllib.parse.urlsplit(self.path)
         path, name, lifetime, with_token = u.path, "default", ARGS.lifetime, True
+        self.jwtlife = None
         m = re.match(r"^/t/([^/]+)(/.*)?$", path)
         if m:
             parts = m.group(1).split(",")
@@ -84,8 +119,10 @@ class Handler(BaseHTTPRequestHandler):
                 k, _, v = p.partition("=")
                 if k == "lifetime":
                     lifetime = int(v)
+                elif k == "jwtlife":
+                    self.jwtlife = int(v)
                 elif k == "token":
-                    with_token = v != "0"
+                    with_token = False if v == "0" else ("forged" if v == "forged" else True)
             path = m.group(2) or "/"
         return name, lifetime, with_token, path, dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
 
@@ -107,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(401 if self.headers.get("Authorization") is None else 403,
                            json.dumps({"code": "AccessDenied", "message": "bad Authorization"}))
                 return
-            c = issue(name, lifetime, tok, "ecs")
+            c = issue(name, lifetime, tok, "ecs", self.jwtlife)
             c["RoleArn"] = ARGS.role_arn
             self.reply(200, json.dumps(c))
             return
@@ -124,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
                 count(name, "imds_role_list")
                 self.reply(200, ARGS.role_name, "text/plain")
             elif role == ARGS.role_name:
-                c = issue(name, lifetime, tok, "imds")
+                c = issue(name, lifetime, tok, "imds", self.jwtlife)
                 c.update({"Code": "Success", "Type": "AWS-HMAC",
                           "LastUpdated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
                 self.reply(200, json.dumps(c))
@@ -180,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
         want = open(ARGS.token_file).read().strip()
         if form.get("WebIdentityToken") != want:
             return self.sts_error(name, 400, "InvalidIdentityToken", "the web identity token is not valid")
-        c = issue(name, lifetime, tok, "sts")
+        c = issue(name, lifetime, tok, "sts", self.jwtlife, form["RoleSessionName"])
         session = "" if not c["Token"] else f"<SessionToken>{c['Token']}</SessionToken>"
         self.reply(200, "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
                    "<AssumeRoleWithWebIdentityResult><SubjectFromWebIdentityToken>system:serviceaccount:rk:test"
@@ -204,6 +241,7 @@ def main():
     p.add_argument("--role-arn", default="arn:aws:iam::123456789012:role/rk-replica")
     p.add_argument("--role-name", default="rk-instance-role")
     p.add_argument("--lifetime", type=int, default=40, help="seconds until issued credentials expire")
+    p.add_argument("--sts-signing-key-file", help="SeaweedFS sts.signingKey (base64): issue SeaweedFS sessions")
     ARGS = p.parse_args()
     KEYS = json.load(open(ARGS.keys))
     ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler).serve_forever()
