@@ -156,6 +156,8 @@ public final class S3CredentialProvider: Sendable {
     /// Secrets, session tokens and identity tokens seen so far, removed from every error text.
     private let secrets: Locked<[String]>
     private let pending: Locked<AWSIdentityFetch?>
+    /// The access key of the newest fetched credentials.
+    private let newest: Locked<String?>
 
     /// Static keys.
     public init(static credentials: AWSCredentials) {
@@ -165,6 +167,7 @@ public final class S3CredentialProvider: Sendable {
         isTemporary = false
         secrets = Locked([])
         pending = Locked(nil)
+        newest = Locked(nil)
         now = { Date() }
         Self.remember(secrets, credentials)
     }
@@ -178,13 +181,15 @@ public final class S3CredentialProvider: Sendable {
         isTemporary = true
         fixed = nil
         let margin: TimeInterval = 300
-        let pending = Locked<AWSIdentityFetch?>(nil), secrets = Locked<[String]>([])
+        let pending = Locked<AWSIdentityFetch?>(nil), secrets = Locked<[String]>([]), newest = Locked<String?>(nil)
         self.pending = pending
+        self.newest = newest
         self.secrets = secrets
         self.now = now
         cache = RefreshingCredential(refreshMargin: .seconds(300), now: now) {
             let f = try pending.withLock { p -> AWSIdentityFetch? in defer { p = nil }; return p } ?? fetch()
             Self.remember(secrets, f.credentials, extra: f.redact)
+            newest.withLock { $0 = f.credentials.accessKeyID }
             guard let exp = f.expiresAt else { return Expiring(f, expiresAt: nil) }
             let lifetime = exp.timeIntervalSince(now())
             let early = min(margin, max(lifetime / 4, 0))
@@ -215,7 +220,13 @@ public final class S3CredentialProvider: Sendable {
     }
 
     /// Forgets cached temporary credentials (the store rejected them); no-op for static keys.
-    public func invalidate() { cache?.invalidate() }
+    /// - Parameter accessKeyID: the rejected key; when newer credentials were fetched meanwhile (another upload
+    ///   met the same rejection first), they are kept.
+    public func invalidate(accessKeyID: String? = nil) {
+        guard let cache else { return }
+        if let id = accessKeyID, newest.current != id { return }
+        cache.invalidate()
+    }
 
     /// When the cached temporary credentials expire (as reported to the cache), for tests.
     var cachedExpiry: Date? { cache?.expiresAt }

@@ -197,9 +197,12 @@ public final class S3ReplicaClient: ReplicaClient {
         var refreshed = false
         while true {
             let resp: HTTPResponse
+            var used = ""
             do {
                 resp = try http.perform(sink: sink) {
-                    let signer = SigV4Signer(credentials: try credentials.credentials(), region: region)
+                    let creds = try credentials.credentials()
+                    used = creds.accessKeyID
+                    let signer = SigV4Signer(credentials: creds, region: region)
                     let signed = signer.sign(SigV4Signer.Request(method: method, path: addr.path, query: query,
                                                                  headers: [("Host", addr.host)] + headers,
                                                                  payloadSHA256: payloadSHA256))
@@ -218,7 +221,7 @@ public final class S3ReplicaClient: ReplicaClient {
                let code = S3XML.parse(r.body)?.value("Code"), Self.staleCredentialCodes.contains(code) {
                 logger.info("s3 temporary credentials rejected; fetching new ones", metadata: [
                     "s3.bucket": "\(s3.bucket)", "s3.error": "\(code)", "s3.credentials": "\(credentials.source)"])
-                credentials.invalidate()
+                credentials.invalidate(accessKeyID: used)
                 refreshed = true
                 continue
             }
