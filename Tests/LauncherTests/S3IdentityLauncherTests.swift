@@ -22,10 +22,14 @@ extension ReplicationIntegrationTests {
             return env
         }
 
-        static func stsIssues(_ base: String, tenant: String) -> Int {
+        static func stats(_ base: String, tenant: String) -> [String: Any] {
             guard let r = try? runCommand("/usr/bin/env", ["curl", "-s", base + "/stats?tenant=" + tenant], timeout: 10),
-                  let o = try? JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else { return -1 }
-            return ((o["counts"] as? [String: Any])?["sts"] as? Int) ?? 0
+                  let o = try? JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else { return [:] }
+            return o
+        }
+
+        static func stsIssues(_ base: String, tenant: String) -> Int {
+            ((stats(base, tenant: tenant)["counts"] as? [String: Any])?["sts"] as? Int) ?? 0
         }
 
         @Test func replicateAndRestoreWithWebIdentityAcrossRefreshes() throws {
@@ -82,8 +86,11 @@ extension ReplicationIntegrationTests {
             // Every output: no web-identity token, no issued secret or session token, no static secret.
             let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             let restoreLog = try S3.restore(["-o", sb.path("again.db"), "-config", cfg, db], env: env)
+            let issued = (Self.stats(base, tenant: tenant)["secrets"] as? [String]) ?? []
+            #expect(issued.count >= 6, "the identity server should list every issued secret and session token")
             for (name, text) in [("launcher", launcher.output), ("restore", restoreLog)] {
-                for secret in [token, "rkRotSecret", "RKSESSION", "eyJhbGciOiAiSFMyNTYi", s.secretAccessKey] where !secret.isEmpty {
+                for secret in [token, "rkRotSecret", "RKSESSION", "eyJhbGciOiAiSFMyNTYi", s.secretAccessKey] + issued
+                    where !secret.isEmpty {
                     #expect(!text.contains(secret), "a secret (\(secret.prefix(5))…) appears in the \(name) output")
                 }
             }

@@ -98,7 +98,9 @@ struct S3IdentityUnitTests {
         #expect(throws: ReplicationError.self) { try p.credentials() }
         f.failing.withLock { $0 = false }
         #expect(try p.credentials().accessKeyID == "ASIA3")
-        p.invalidate()
+        p.invalidate(accessKeyID: "ASIA2")  // an older key was rejected: the newer credentials stay
+        #expect(try p.credentials().accessKeyID == "ASIA3")
+        p.invalidate(accessKeyID: "ASIA3")
         #expect(try p.credentials().accessKeyID == "ASIA4")
         #expect(f.fetches.current == 4)
         let text = p.scrub("a sec2xyz b tok3xyz c idtoken4 d\nASIA4")

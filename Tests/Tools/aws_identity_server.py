@@ -44,7 +44,7 @@ SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 def tenant(name):
     t = TENANTS.get(name)
     if t is None:
-        t = TENANTS[name] = {"next": 0, "counts": {}, "issued": [], "rejected": {}}
+        t = TENANTS[name] = {"next": 0, "counts": {}, "issued": [], "rejected": {}, "secrets": []}
     return t
 
 
@@ -87,6 +87,7 @@ def issue(name, lifetime, with_token, endpoint, jwtlife=None, session_name="rk")
         t = tenant(name)
         t["counts"][endpoint] = t["counts"].get(endpoint, 0) + 1
         t["issued"].append(access)
+        t["secrets"] += [v for v in (secret, token) if v]  # so tests can scan their outputs for every one
     exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=lifetime)
     return {"AccessKeyId": access, "SecretAccessKey": secret, "Token": token,
             "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ")}
