@@ -4,7 +4,9 @@
 # Usage:  eval "$(scripts/start-seaweedfs.sh)"      # exports RK_S3_* and AWS_* for `swift test`
 #         kill -9 "$RK_S3_PID"                        # stop (SIGKILL: SIGTERM takes ~25 s), then rm -rf "$RK_S3_DIR"
 #
-# Environment: RK_S3_VENV (default: <repo>/.venv-s3), RK_S3_BUCKET (default: rk-test).
+# Environment: RK_S3_VENV (default: <repo>/.venv-s3), RK_S3_BUCKET (default: rk-test), RK_S3_ROTATION_KEYS (default 4:
+# how many extra identities the cloud-identity tests rotate through; RK_S3_ROTATION_KEYS_FILE lists them).
+# RK_S3_STS_SIGNING_KEY_FILE: the key of SeaweedFS's STS session tokens (for Tests/Tools/aws_identity_server.py).
 # Everything but the final `export` lines goes to stderr, so the output can be eval'ed.
 set -euo pipefail
 
@@ -35,15 +37,39 @@ master_port="$(pick_port)"; volume_port="$(pick_port)"; filer_port="$(pick_port)
 
 dir="$(mktemp -d /tmp/rk-seaweedfs.XXXXXX)"
 mkdir -p "$dir/data"
-cat > "$dir/s3.json" <<JSON
-{"identities": [{"name": "litestream",
-  "credentials": [{"accessKey": "$access_key", "secretKey": "$secret_key"}],
-  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+# The static identity, plus RK_S3_ROTATION_KEYS deterministic key pairs that Tests/Tools/aws_identity_server.py hands
+# out as rotating temporary credentials (listed in $dir/rotation-keys.json for it).
+rotation="${RK_S3_ROTATION_KEYS:-4}"
+python3 - "$dir" "$access_key" "$secret_key" "$rotation" <<'PY'
+import json, sys
+d, ak, sk, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+acts = ["Admin", "Read", "Write", "List", "Tagging"]
+rot = [{"accessKey": "ASIARKROT%04d" % i, "secretKey": "rkRotSecret%d/+=temporary" % i} for i in range(n)]
+ids = [{"name": "litestream", "credentials": [{"accessKey": ak, "secretKey": sk}], "actions": acts}]
+ids += [{"name": "rotation%d" % i, "credentials": [k], "actions": acts} for i, k in enumerate(rot)]
+json.dump({"identities": ids}, open(d + "/s3.json", "w"), indent=1)
+json.dump(rot, open(d + "/rotation-keys.json", "w"), indent=1)
+PY
+# SeaweedFS's own STS (advanced IAM): session tokens are HS256 JWTs under this signing key, so the test identity
+# server can issue temporary credentials with a session token that SeaweedFS accepts (role rk-replica, s3:*).
+sts_key="$(python3 -c 'import base64,secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
+printf '%s' "$sts_key" > "$dir/sts-signing-key"
+chmod 600 "$dir/sts-signing-key"
+cat > "$dir/iam.json" <<JSON
+{"sts": {"tokenDuration": "1h", "maxSessionLength": "12h", "issuer": "seaweedfs-sts", "signingKey": "$sts_key"},
+ "policy": {"defaultEffect": "Deny"},
+ "roles": [{"roleName": "rk-replica", "roleArn": "arn:aws:iam::123456789012:role/rk-replica",
+   "trustPolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Federated": "*"},
+     "Action": ["sts:AssumeRoleWithWebIdentity"]}]},
+   "attachedPolicies": ["RKReplicaPolicy"]}],
+ "policies": [{"name": "RKReplicaPolicy", "document": {"Version": "2012-10-17", "Statement": [
+   {"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]},
+   {"Effect": "Allow", "Action": ["sts:ValidateSession"], "Resource": ["*"]}]}}]}
 JSON
 
 "$venv/bin/weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$master_port" -volume.port="$volume_port" -filer -filer.port="$filer_port" \
-    -s3 -s3.port="$s3_port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" \
+    -s3 -s3.port="$s3_port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" -s3.iam.config="$dir/iam.json" \
     -volume.max=100 -master.volumeSizeLimitMB=64 > "$dir/weed.log" 2>&1 &
 pid=$!
 
@@ -69,5 +95,7 @@ echo "export AWS_ACCESS_KEY_ID='$access_key'"
 echo "export AWS_SECRET_ACCESS_KEY='$secret_key'"
 echo "export RK_S3_PID='$pid'"
 echo "export RK_S3_DIR='$dir'"
+echo "export RK_S3_ROTATION_KEYS_FILE='$dir/rotation-keys.json'"
+echo "export RK_S3_STS_SIGNING_KEY_FILE='$dir/sts-signing-key'"
 echo "RK_STOP_PIDS=\"\${RK_STOP_PIDS:-} $pid\""
 echo "RK_STOP_DIRS=\"\${RK_STOP_DIRS:-} $dir\""

@@ -40,7 +40,8 @@ public final class S3ReplicaClient: ReplicaClient {
     public let multipartThreshold: UInt64
     /// Multipart part size (≥ 5 MiB except for the last part).
     public let partSize: UInt64
-    private let credentials: AWSCredentials
+    /// Signing credentials, asked for at every attempt (temporary ones are refreshed before they expire).
+    public let credentials: S3CredentialProvider
     private let http: CurlHTTPClient
     private let region: Locked<String?>
     private let logger: Logger
@@ -67,13 +68,21 @@ public final class S3ReplicaClient: ReplicaClient {
     /// Creates a client.
     /// - Parameters:
     ///   - location: bucket, prefix, region, endpoint, addressing style.
-    ///   - credentials: signing credentials (see `S3CredentialChain`).
+    ///   - credentials: static signing credentials (see `S3CredentialChain`).
     ///   - httpOptions: timeouts, retries, `skip-verify`.
-    public init(location: S3Location, credentials: AWSCredentials, httpOptions: CurlHTTPOptions = CurlHTTPOptions(),
+    public convenience init(location: S3Location, credentials: AWSCredentials, httpOptions: CurlHTTPOptions = CurlHTTPOptions(),
+                            multipartThreshold: UInt64 = 16 << 20, partSize: UInt64 = 8 << 20,
+                            logger: Logger = Logger(label: "replicationkit.s3")) {
+        self.init(location: location, provider: S3CredentialProvider(static: credentials), httpOptions: httpOptions,
+                  multipartThreshold: multipartThreshold, partSize: partSize, logger: logger)
+    }
+
+    /// Creates a client signing with the credentials of `provider` (static or temporary).
+    public init(location: S3Location, provider: S3CredentialProvider, httpOptions: CurlHTTPOptions = CurlHTTPOptions(),
                 multipartThreshold: UInt64 = 16 << 20, partSize: UInt64 = 8 << 20,
                 logger: Logger = Logger(label: "replicationkit.s3")) {
         s3 = location
-        self.credentials = credentials
+        self.credentials = provider
         http = CurlHTTPClient(options: httpOptions, logger: logger)
         self.multipartThreshold = multipartThreshold
         self.partSize = max(partSize, 5 << 20)
@@ -88,13 +97,18 @@ public final class S3ReplicaClient: ReplicaClient {
         guard !d.bucket.isEmpty else {
             throw ReplicationError(.config, "bucket required for s3 replica")
         }
-        let creds = try S3CredentialChain.resolve(accessKeyID: d.accessKeyID, secretAccessKey: d.secretAccessKey,
-                                                  environment: environment)
+        let provider = try S3CredentialChain.provider(accessKeyID: d.accessKeyID, secretAccessKey: d.secretAccessKey,
+                                                      environment: environment)
         var o = CurlHTTPOptions()
         o.skipVerify = d.skipVerify
         self.init(location: S3Location(bucket: d.bucket, prefix: d.path, region: d.region,
                                        endpoint: d.endpoint, forcePathStyle: d.forcePathStyle),
-                  credentials: creds, httpOptions: o)
+                  provider: provider, httpOptions: o)
+        var m = logMetadata
+        m["s3.credentials"] = "\(provider.source)"
+        // Keyless identities at info (worth seeing once per replica); static keys at debug, so a failing
+        // `restore` stays a one-line error.
+        logger.log(level: provider.isTemporary ? .info : .debug, "s3 replica credentials", metadata: m)
     }
 
     // MARK: keys
@@ -142,11 +156,13 @@ public final class S3ReplicaClient: ReplicaClient {
         let resp: HTTPResponse
         do {
             resp = try http.perform(sink: .memory(limit: 1 << 20)) {
-                let signer = SigV4Signer(credentials: credentials, region: "us-east-1")
+                let signer = SigV4Signer(credentials: try credentials.credentials(), region: "us-east-1")
                 let h = signer.sign(SigV4Signer.Request(method: "GET", path: "/", query: [("location", nil)],
                                                         headers: [("Host", host)], payloadSHA256: Digest.emptySHA256))
                 return HTTPRequest(method: "GET", url: url, headers: h)
             }
+        } catch let e as ReplicationError {
+            throw ReplicationError(.io, "cannot lookup bucket region: \(scrub(e.message))")
         } catch {
             throw ReplicationError(.io, "cannot lookup bucket region: \(scrub(error.oneLine))")
         }
@@ -167,30 +183,50 @@ public final class S3ReplicaClient: ReplicaClient {
 
     // MARK: requests
 
+    /// S3 error codes that mean temporary credentials expired or were revoked: invalidate them and retry once.
+    static let staleCredentialCodes: Set<String> = ["ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"]
+
     /// Sends a signed request and returns the 2xx response; any other status becomes a `ReplicationError`.
+    /// Credentials are taken from the provider for every attempt; a 403 for stale temporary credentials
+    /// invalidates them and the request is sent once more with fresh ones.
     private func send(_ method: String, key: String, query: [(String, String?)] = [], headers: [(String, String)] = [],
                       body: HTTPBody = .empty, payloadSHA256: String = Digest.emptySHA256,
                       sink: HTTPResponseSink = .memory(limit: 16 << 20), what: String? = nil) throws -> HTTPResponse {
         let region = try resolvedRegion()
         let addr = address(key: key, query: query, region: region)
-        let resp: HTTPResponse
-        do {
-            resp = try http.perform(sink: sink) {
-                let signer = SigV4Signer(credentials: credentials, region: region)
-                let signed = signer.sign(SigV4Signer.Request(method: method, path: addr.path, query: query,
-                                                             headers: [("Host", addr.host)] + headers,
-                                                             payloadSHA256: payloadSHA256))
-                return HTTPRequest(method: method, url: addr.url, headers: signed, body: body)
+        var refreshed = false
+        while true {
+            let resp: HTTPResponse
+            var used = ""
+            do {
+                resp = try http.perform(sink: sink) {
+                    let creds = try credentials.credentials()
+                    used = creds.accessKeyID
+                    let signer = SigV4Signer(credentials: creds, region: region)
+                    let signed = signer.sign(SigV4Signer.Request(method: method, path: addr.path, query: query,
+                                                                 headers: [("Host", addr.host)] + headers,
+                                                                 payloadSHA256: payloadSHA256))
+                    return HTTPRequest(method: method, url: addr.url, headers: signed, body: body)
+                }
+            } catch let e as ReplicationError {
+                // A credential fetch failed: the sync loop retries the replica later.
+                throw ReplicationError(.io, scrub("s3: " + (what ?? "\(method) \(s3.bucket)/\(key)") + ": credentials: " + e.message))
+            } catch {
+                throw ReplicationError(.io, "s3: " + scrub(error.oneLine))
             }
-        } catch {
-            throw ReplicationError(.io, "s3: " + scrub(error.oneLine))
-        }
-        guard (200..<300).contains(resp.status) else {
+            if (200..<300).contains(resp.status) { return resp }
             var r = resp
             if case .file(let fd) = sink { r.body = Self.readHead(fd, limit: 64 << 10) }
+            if r.status == 403, credentials.isTemporary, !refreshed,
+               let code = S3XML.parse(r.body)?.value("Code"), Self.staleCredentialCodes.contains(code) {
+                logger.info("s3 temporary credentials rejected; fetching new ones", metadata: [
+                    "s3.bucket": "\(s3.bucket)", "s3.error": "\(code)", "s3.credentials": "\(credentials.source)"])
+                credentials.invalidate(accessKeyID: used)
+                refreshed = true
+                continue
+            }
             throw httpFailure(method, key, r, what: what)
         }
-        return resp
     }
 
     private static func readHead(_ fd: Int32, limit: Int) -> [UInt8] {
@@ -212,13 +248,8 @@ public final class S3ReplicaClient: ReplicaClient {
         return ReplicationError(notFound ? .notFound : .io, scrub(text))
     }
 
-    /// Removes the secret and session token from `text` and keeps it on one line.
-    private func scrub(_ text: String) -> String {
-        var t = text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
-        if !credentials.secretAccessKey.isEmpty { t = t.replacingOccurrences(of: credentials.secretAccessKey, with: "[redacted]") }
-        if let tok = credentials.sessionToken, !tok.isEmpty { t = t.replacingOccurrences(of: tok, with: "[redacted]") }
-        return t
-    }
+    /// Removes every secret, session token and identity token the provider has seen; keeps `text` on one line.
+    private func scrub(_ text: String) -> String { credentials.scrub(text) }
 
     // MARK: listing
 
