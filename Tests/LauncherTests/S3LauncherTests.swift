@@ -339,7 +339,7 @@ extension ReplicationIntegrationTests {
             #expect(poll(timeout: 30) { Self.rows(db) >= 500 && first.output.contains("wal segment written") },
                     "no upload before the kill:\n\(H.tail(first.output))")
             try proxy.set("hold-put")
-            let held = poll(timeout: 20) { proxy.counter("held") > 0 }
+            let held = poll(timeout: 60) { proxy.counter("held") > 0 }
             #expect(held, "no PUT was caught in its middle: \(proxy.stats())\n\(H.tail(first.output))")
             print("kill during upload: " + (proxy.log.split(separator: "\n").first { $0.hasPrefix("HOLD ") }.map(String.init) ?? "(no HOLD line)"))
             first.signal(SIGKILL)
