@@ -11,8 +11,8 @@ public enum ReplicaClientFactory {
             throw notYet(config)
         case .azure:
             throw notYet(config)
-        case .sftp:
-            throw notYet(config)
+        case .sftp(let d):
+            return try SFTPReplicaClient(destination: d)
         }
     }
 
