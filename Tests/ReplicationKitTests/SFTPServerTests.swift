@@ -287,4 +287,23 @@ struct SFTPServerTests {
             #expect(Date().timeIntervalSince(started) < 30)
         }
     }
+
+    @Test func refusedRSAKeyErrorExplainsLibssh2() throws {
+        guard let s = SFTPTestServer.get() else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sftp-rsa-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
+        p.arguments = ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", dir + "/id_rsa"]
+        try p.run(); p.waitUntilExit()
+        var d = s.destination()
+        d.keyPath = dir + "/id_rsa"
+        let c = try SFTPReplicaClient(destination: d)
+        do { _ = try c.generations(); Issue.record("expected an authentication failure") } catch {
+            let text = error.oneLine
+            print("rsa key -> \(text)")
+            #expect(text.contains("curl error 67") && text.contains("the key is RSA: libssh2 1.10"), "\(text)")
+        }
+    }
 }
