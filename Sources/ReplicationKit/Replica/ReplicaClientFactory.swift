@@ -1,6 +1,7 @@
 /// Builds the storage client for a configured replica.
 public enum ReplicaClientFactory {
-    /// Returns a client for `config`, or an error naming the replica when its type is not available.
+    /// Returns a client for `config`; a destination that cannot be used (missing credentials, a bad key) throws an
+    /// error naming the replica.
     public static func make(_ config: ReplicaConfig) throws -> any ReplicaClient {
         switch config.destination {
         case .file(let d):
@@ -11,13 +12,9 @@ public enum ReplicaClientFactory {
             return try GCSReplicaClient(destination: d)
         case .azure(let d):
             return try AzureBlobReplicaClient(destination: d)
-        case .sftp:
-            throw notYet(config)
+        case .sftp(let d):
+            return try SFTPReplicaClient(destination: d)
         }
-    }
-
-    private static func notYet(_ config: ReplicaConfig) -> ReplicationError {
-        ReplicationError(.config, "replica \"\(config.name)\": type \"\(config.type)\" is not supported by this build yet; use a file replica")
     }
 
     /// Replica timing from its configuration.
