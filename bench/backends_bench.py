@@ -81,7 +81,7 @@ class Backend:
             return (f"      - url: abs://{v['RK_AZURE_ACCOUNT']}@{v['RK_AZURE_CONTAINER']}/{p}\n        endpoint: {ep}\n")
         if self.kind == "sftp":
             return (f"      - url: sftp://{v['RK_SFTP_USER']}@{v['RK_SFTP_HOST']}{v['RK_SFTP_ROOT']}/{p}\n"
-                    f"        key-path: {v['RK_SFTP_KEY']}\n        host-key: {v['RK_SFTP_HOST_KEY']}\n")
+                    f"        key-path: {v['RK_SFTP_KEY']}\n        host-key: \"{v['RK_SFTP_HOST_FINGERPRINT']}\"\n")
         raise ValueError(self.kind)
 
     def env(self):
@@ -120,7 +120,7 @@ class Backend:
             tok = json.load(urllib.request.urlopen(req))["access_token"]
             return ["-H", f"Authorization: Bearer {tok}"]
         if self.kind == "sftp":
-            return ["--key", v["RK_SFTP_KEY"], "--hostpubsha256", v["RK_SFTP_HOST_KEY_SHA256"].removeprefix("SHA256:")]
+            return ["--key", v["RK_SFTP_KEY"], "--hostpubsha256", v["RK_SFTP_HOST_FINGERPRINT"].removeprefix("SHA256:")]
         return []
 
     def token_fetches(self):
