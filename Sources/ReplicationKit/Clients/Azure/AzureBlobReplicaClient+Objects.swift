@@ -67,32 +67,14 @@ extension AzureBlobReplicaClient {
 
     public func snapshots(generation: Generation) throws -> [SnapshotInfo] {
         let base = blobName(ReplicaPaths.generation(generation) + "/snapshots/")
-        var out: [SnapshotInfo] = []
-        for b in try list(prefix: base, delimiter: nil).blobs {
-            guard let (index, layout) = ReplicaPaths.parseSnapshotName(String(b.name.dropFirst(base.count))) else { continue }
-            out.append(SnapshotInfo(generation: generation, index: index, size: b.size, createdAt: b.created, layout: layout))
-        }
-        return out.sorted { ($0.index, $0.layout == .v04 ? 1 : 0) < ($1.index, $1.layout == .v04 ? 1 : 0) }
+        return ObjectStoreListing.snapshots(generation: generation, base: base,
+                                            objects: try list(prefix: base, delimiter: nil).blobs.map { ($0.name, $0.size, $0.created) })
     }
 
     public func walSegments(generation: Generation) throws -> [WALSegmentInfo] {
         let base = blobName(ReplicaPaths.generation(generation) + "/wal/")
-        var out: [WALSegmentInfo] = []
-        for b in try list(prefix: base, delimiter: nil).blobs {
-            let parts = b.name.dropFirst(base.count).split(separator: "/", omittingEmptySubsequences: false)
-            if parts.count == 2 {
-                // v0.4: `<index16>/<offset16>.wal.lz4` only, as upstream's object-store backends.
-                guard let index = Hex.parseStrict(parts[0], width: 16), index <= UInt64(maxWALIndex),
-                      parts[1].utf8.count == 16 + ".wal.lz4".utf8.count,
-                      let offset = ReplicaPaths.parseV04OffsetName(String(parts[1])) else { continue }
-                out.append(WALSegmentInfo(generation: generation, index: UInt32(index), offset: offset, size: b.size,
-                                          createdAt: b.created, layout: .v04))
-            } else if parts.count == 1, let (index, offset) = ReplicaPaths.parseV03SegmentName(String(parts[0])) {
-                out.append(WALSegmentInfo(generation: generation, index: index, offset: offset, size: b.size,
-                                          createdAt: b.created, layout: .v03))
-            }
-        }
-        return out.sorted { ($0.index, $0.offset) < ($1.index, $1.offset) }
+        return ObjectStoreListing.segments(generation: generation, base: base,
+                                           objects: try list(prefix: base, delimiter: nil).blobs.map { ($0.name, $0.size, $0.created) })
     }
 
     // MARK: writing

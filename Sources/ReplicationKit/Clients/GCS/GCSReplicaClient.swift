@@ -213,12 +213,8 @@ public final class GCSReplicaClient: ReplicaClient {
 
     public func snapshots(generation: Generation) throws -> [SnapshotInfo] {
         let base = name(ReplicaPaths.generation(generation) + "/snapshots/")
-        var out: [SnapshotInfo] = []
-        for o in try list(prefix: base, delimiter: "/").items {
-            guard let (index, layout) = ReplicaPaths.parseSnapshotName(String(o.name.dropFirst(base.count))) else { continue }
-            out.append(SnapshotInfo(generation: generation, index: index, size: o.size, createdAt: o.created, layout: layout))
-        }
-        return out.sorted { ($0.index, $0.layout == .v04 ? 1 : 0) < ($1.index, $1.layout == .v04 ? 1 : 0) }
+        return ObjectStoreListing.snapshots(generation: generation, base: base,
+                                            objects: try list(prefix: base, delimiter: "/").items.map { ($0.name, $0.size, $0.created) })
     }
 
     public func walSegments(generation: Generation) throws -> [WALSegmentInfo] {
@@ -226,24 +222,9 @@ public final class GCSReplicaClient: ReplicaClient {
         return Self.segments(generation: generation, base: base, items: try list(prefix: base, delimiter: nil).items)
     }
 
-    /// WAL segments among listed objects: v0.4 `<index16>/<offset16>.wal.lz4` (exactly 16 hex digits each, as
-    /// upstream's object-store backends) and v0.3 `<index8>_<offset8>.wal.lz4`; anything else is ignored.
+    /// WAL segments among listed objects (see `ObjectStoreListing.segments`).
     static func segments(generation: Generation, base: String, items: [GCSListPage.Item]) -> [WALSegmentInfo] {
-        var out: [WALSegmentInfo] = []
-        for o in items where o.name.hasPrefix(base) {
-            let parts = o.name.dropFirst(base.count).split(separator: "/", omittingEmptySubsequences: false)
-            if parts.count == 2 {
-                guard let index = Hex.parseStrict(parts[0], width: 16), index <= UInt64(maxWALIndex),
-                      parts[1].utf8.count == 16 + ".wal.lz4".utf8.count,
-                      let offset = ReplicaPaths.parseV04OffsetName(String(parts[1])) else { continue }
-                out.append(WALSegmentInfo(generation: generation, index: UInt32(index), offset: offset, size: o.size,
-                                          createdAt: o.created, layout: .v04))
-            } else if parts.count == 1, let (index, offset) = ReplicaPaths.parseV03SegmentName(String(parts[0])) {
-                out.append(WALSegmentInfo(generation: generation, index: index, offset: offset, size: o.size,
-                                          createdAt: o.created, layout: .v03))
-            }
-        }
-        return out.sorted { ($0.index, $0.offset) < ($1.index, $1.offset) }
+        ObjectStoreListing.segments(generation: generation, base: base, objects: items.map { ($0.name, $0.size, $0.created) })
     }
 
     // MARK: reading

@@ -316,33 +316,14 @@ public final class S3ReplicaClient: ReplicaClient {
 
     public func snapshots(generation: Generation) throws -> [SnapshotInfo] {
         let base = key(ReplicaPaths.generation(generation) + "/snapshots/")
-        var out: [SnapshotInfo] = []
-        for o in try list(prefix: base, delimiter: "/").objects {
-            guard let (index, layout) = ReplicaPaths.parseSnapshotName(String(o.key.dropFirst(base.count))) else { continue }
-            out.append(SnapshotInfo(generation: generation, index: index, size: o.size, createdAt: o.modified, layout: layout))
-        }
-        return out.sorted { ($0.index, $0.layout == .v04 ? 1 : 0) < ($1.index, $1.layout == .v04 ? 1 : 0) }
+        return ObjectStoreListing.snapshots(generation: generation, base: base,
+                                            objects: try list(prefix: base, delimiter: "/").objects.map { ($0.key, $0.size, $0.modified) })
     }
 
     public func walSegments(generation: Generation) throws -> [WALSegmentInfo] {
         let base = key(ReplicaPaths.generation(generation) + "/wal/")
-        var out: [WALSegmentInfo] = []
-        for o in try list(prefix: base, delimiter: nil).objects {
-            let rel = o.key.dropFirst(base.count)
-            let parts = rel.split(separator: "/", omittingEmptySubsequences: false)
-            if parts.count == 2 {
-                // v0.4: `<index16>/<offset16>.wal.lz4` only, as upstream's object-store backends.
-                guard let index = Hex.parseStrict(parts[0], width: 16), index <= UInt64(maxWALIndex),
-                      parts[1].utf8.count == 16 + ".wal.lz4".utf8.count,
-                      let offset = ReplicaPaths.parseV04OffsetName(String(parts[1])) else { continue }
-                out.append(WALSegmentInfo(generation: generation, index: UInt32(index), offset: offset, size: o.size,
-                                          createdAt: o.modified, layout: .v04))
-            } else if parts.count == 1, let (index, offset) = ReplicaPaths.parseV03SegmentName(String(parts[0])) {
-                out.append(WALSegmentInfo(generation: generation, index: index, offset: offset, size: o.size,
-                                          createdAt: o.modified, layout: .v03))
-            }
-        }
-        return out.sorted { ($0.index, $0.offset) < ($1.index, $1.offset) }
+        return ObjectStoreListing.segments(generation: generation, base: base,
+                                           objects: try list(prefix: base, delimiter: nil).objects.map { ($0.key, $0.size, $0.modified) })
     }
 
     // MARK: writing
