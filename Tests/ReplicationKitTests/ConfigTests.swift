@@ -665,3 +665,38 @@ private func urlError(_ url: String) -> String? {
         #expect(try parse("dbs:\n  - path: /d/$UNSET.db\n", expand: false).dbs[0].path == "/d/$UNSET.db")
     }
 }
+
+// MARK: - Hostile input
+
+@Suite struct HostileConfigTests {
+    @Test func aliasBombsAreHarmlessOrRefusedQuickly() throws {
+        // Billion laughs through sequences: aliases share nodes, and unknown keys are never walked.
+        var lines = [#"a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]"#]
+        for i in 1..<10 { lines.append("a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 9).joined(separator: ",") + "]") }
+        lines.append("dbs:\n  - path: /x.db\n    replicas:\n      - path: /r\n        extra: *a9")
+        let started = Date()
+        let c = try parse(lines.joined(separator: "\n") + "\n")
+        #expect(c.dbs.count == 1)
+        // Merge keys doubling 24 times would take hours to expand: refused instead.
+        var m = ["m0: &m0 {k: 1}"]
+        for i in 1..<25 { m.append("m\(i): &m\(i) {<<: [*m\(i - 1), *m\(i - 1)]}") }
+        m.append("dbs:\n  - path: /y.db\n    <<: *m24")
+        #expect(parseError(m.joined(separator: "\n") + "\n")?.contains("the file looks like a YAML bomb") == true)
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+
+    @Test func aHugeConfigIsRefusedBeforeParsing() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfgbig-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("litestream.yml").path
+        try Data(String(repeating: "# padding padding padding padding padding padding padding\n", count: 180_000).utf8)
+            .write(to: URL(fileURLWithPath: file))
+        do {
+            _ = try Configuration.load(path: file)
+            Issue.record("a 10 MB config was accepted")
+        } catch {
+            #expect(error.oneLine.hasPrefix("\(file): config file too large (more than 4 MiB)"), "\(error.oneLine)")
+        }
+    }
+}

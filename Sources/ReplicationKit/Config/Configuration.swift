@@ -101,6 +101,9 @@ public struct Configuration: Sendable {
         r.destination = .s3(d)
     }
 
+    /// Config files larger than this are refused before they are parsed.
+    static let maxConfigSize = 4 << 20
+
     /// Top-level keys (`logging` is 0.3.13's and not acted on: warned about like an unknown key).
     static let topLevelKeys: Set<String> = ["addr", "exec", "access-key-id", "secret-access-key", "dbs"]
     /// Database-level keys.
@@ -193,6 +196,10 @@ public struct Configuration: Sendable {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65_536)
         while true {
+            if out.count > maxConfigSize {
+                throw ReplicationError(.config, "\(filename): config file too large (more than \(maxConfigSize >> 20) MiB); "
+                    + "a configuration is a few KB even for thousands of databases")
+            }
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 let err = errno

@@ -117,6 +117,16 @@ enum YAMLScalar {
 struct YAMLWalker {
     /// The file name prefixed to every error.
     let source: String
+    /// Merged mappings left to expand: nested merge keys over aliases grow exponentially (a YAML bomb), so the
+    /// expansion has a budget instead of hanging the launcher's start.
+    let mergeBudget = MergeBudget(100_000)
+
+    /// A counter shared by copies of the walker.
+    final class MergeBudget: @unchecked Sendable {
+        // @unchecked: a walker is used by one thread, for one parse.
+        var left: Int
+        init(_ n: Int) { left = n }
+    }
 
     /// An error naming the source and the key at fault.
     func fail(_ key: String, _ message: String) -> ReplicationError {
@@ -166,6 +176,10 @@ struct YAMLWalker {
                 }
                 // In a list of merged mappings, earlier mappings take precedence.
                 for src in sources.reversed() {
+                    mergeBudget.left -= 1
+                    guard mergeBudget.left >= 0 else {
+                        throw fail(key, "merge keys (<<) expand to more than 100000 mappings; the file looks like a YAML bomb")
+                    }
                     guard let entries = try mapping(src, key: key) else { continue }
                     for (mk, mv) in entries { result[mk] = mv }
                 }
