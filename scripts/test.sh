@@ -35,4 +35,21 @@ for server in seaweedfs gcs azure sftp cloud-identity; do
   out="$(bash "scripts/start-$server.sh")"
   eval "$out"
 done
-swift test --skip-build "$@"
+# Every test's output (launcher logs included in failure messages and prints) is scanned for the servers' secrets.
+set +e
+swift test --skip-build "$@" 2>&1 | tee .test-output.log
+status=${PIPESTATUS[0]}
+set -e
+leaks=$(python3 - .test-output.log <<'PY'
+import os, sys
+text = open(sys.argv[1], errors="replace").read()
+names = ("RK_S3_SECRET_ACCESS_KEY", "RK_AZURE_ACCOUNT_KEY", "RK_AZURE_SAS_TOKEN", "RK_GCS_SECRETS", "RK_AZURE_SECRETS",
+         "RK_SFTP_SECRETS")
+print(" ".join(n for n in names if any(w in text for w in os.environ.get(n, "").split() if len(w) >= 8)))
+PY
+)
+if [ -n "$leaks" ]; then
+  echo "secret scan: the test output contains secrets from: $leaks" >&2
+  exit 1
+fi
+exit "$status"
