@@ -132,4 +132,42 @@ struct ReplicaRetentionTests {
         }
         #expect(count >= 3)
     }
+
+    /// The system clock jumping during replication (issue 11): back an hour, retention deletes nothing it needs;
+    /// forward two days, it writes a new snapshot before deleting what is outside the window. Either way the replica
+    /// restores to the source.
+    @Test func clockJumpsNeverCostTheLatestData() throws {
+        let offset = Locked<TimeInterval>(0)
+        var o = ReplicaOptions()
+        o.retention = .seconds(1800)
+        o.now = { Date().addingTimeInterval(offset.current) }
+        let env = try Env(options: o)
+        defer { env.cleanup() }
+        func restoresToSource(_ tag: String) throws {
+            try env.replica.sync()
+            let out = env.dir + "/restored-\(tag).db"
+            try Restorer.restore(client: env.client, options: RestoreOptions(outputPath: out), logger: Logger(label: "test"))
+            let restored = try SQLiteConnection(path: out, readOnly: true)
+            defer { restored.close() }
+            #expect(try restored.queryRows("SELECT id, v FROM t ORDER BY id") == env.app.queryRows("SELECT id, v FROM t ORDER BY id"), "\(tag)")
+        }
+        try env.insert(50)
+        try env.replica.sync()
+        try env.nextIndex()
+        try env.insert(20)
+        let g = try #require(env.db.position?.generation)
+        let before = try env.client.snapshots(generation: g)
+        // Back an hour: every snapshot looks "from the future"; nothing is deleted.
+        offset.withLock { $0 = -3600 }
+        try env.replica.runRetention()
+        #expect(try env.client.snapshots(generation: g) == before)
+        try restoresToSource("back")
+        // Forward two days: everything looks expired; a new snapshot comes first, so the latest data stays.
+        offset.withLock { $0 = 2 * 86400 }
+        try env.insert(10)
+        try env.replica.runRetention()
+        let after = try env.client.snapshots(generation: g)
+        #expect(!after.isEmpty && after.map(\.index).max()! >= before.map(\.index).max()!)
+        try restoresToSource("forward")
+    }
 }

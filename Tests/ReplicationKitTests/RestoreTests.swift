@@ -470,6 +470,24 @@ struct RestorePlannerTests {
     func snap(_ g: Generation, _ i: UInt32, _ s: Double) -> SnapshotInfo {
         SnapshotInfo(generation: g, index: i, size: 1, createdAt: t(s))
     }
+
+    /// A clock set back during replication gives later segments earlier times: a point-in-time plan still takes a
+    /// prefix of the WAL in order (never a later segment without the earlier ones).
+    @Test func pointInTimeWithAClockSetBackTakesAPrefix() throws {
+        let listing = GenerationListing(generation: g1, snapshots: [snap(g1, 0, 100)], segments: [
+            WALSegmentInfo(generation: g1, index: 0, offset: 0, size: 1, createdAt: t(101)),
+            WALSegmentInfo(generation: g1, index: 0, offset: 4152, size: 1, createdAt: t(103)),
+            // The clock went back an hour here.
+            WALSegmentInfo(generation: g1, index: 1, offset: 0, size: 1, createdAt: t(-3500)),
+            WALSegmentInfo(generation: g1, index: 1, offset: 4152, size: 1, createdAt: t(-3499)),
+        ])
+        let plan = try RestorePlanner.plan(listing, timestamp: t(102))
+        #expect(plan.targetIndex == 0)
+        #expect(plan.walIndexes.flatMap(\.segments).map(\.offset) == [0])
+        // At 103 every segment qualifies by its recorded time: all of them, still in order (a prefix).
+        let all = try RestorePlanner.plan(listing, timestamp: t(103))
+        #expect(all.walIndexes.flatMap(\.segments).map { "\($0.index)/\($0.offset)" } == ["0/0", "0/4152", "1/0", "1/4152"])
+    }
     func seg(_ g: Generation, _ i: UInt32, _ o: UInt64, _ s: Double) -> WALSegmentInfo {
         WALSegmentInfo(generation: g, index: i, offset: o, size: 1, createdAt: t(s))
     }

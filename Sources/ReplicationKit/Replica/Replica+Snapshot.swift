@@ -78,7 +78,7 @@ extension Replica {
             try ensureGenerationOnReplica(knownSnapshots: all)
             all += try client.snapshots(generation: g)
         }
-        let cutoff = Date().addingTimeInterval(-options.retention.timeInterval)
+        let cutoff = options.now().addingTimeInterval(-options.retention.timeInterval)
         var retained = all.filter { $0.createdAt >= cutoff }
         if retained.isEmpty { retained = [try snapshot()] }
         let current = db.position?.generation

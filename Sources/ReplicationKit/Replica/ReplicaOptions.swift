@@ -1,3 +1,5 @@
+import Foundation
+
 /// Timing of one replica (the per-replica config keys, INTERFACES §2.6).
 public struct ReplicaOptions: Sendable {
     /// Minimum time between pushes of new WAL to the replica.
@@ -8,6 +10,8 @@ public struct ReplicaOptions: Sendable {
     public var retention: Duration = .seconds(24 * 3600)
     /// How often retention is enforced.
     public var retentionCheckInterval: Duration = .seconds(3600)
+    /// The wall clock retention compares snapshot times with (tests move it to simulate clock jumps).
+    public var now: @Sendable () -> Date = { Date() }
 
     /// Default options.
     public init() {}
