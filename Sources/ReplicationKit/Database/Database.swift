@@ -207,17 +207,26 @@ public final class Database: @unchecked Sendable {
                 let recovered = syncFailures.withLock { f in defer { f = SyncFailures() }; return f.count }
                 if recovered > 0 { logger.info("sync recovered after \(recovered) failed attempts") }
             } catch {
-                logger.error("sync error: \(error.oneLine)")
-                let n = syncFailures.withLock { f in
+                let (n, isNew) = syncFailures.withLock { f -> (Int, Bool) in
                     f.count += 1
                     if f.since == nil { f.since = Date() }
+                    let isNew = f.lastError != error.oneLine
                     f.lastError = error.oneLine
-                    return f.count
+                    return (f.count, isNew)
                 }
-                if n % Self.revalidateAfterFailures == 0 {
+                // One line per change of state (a new error), not one per retry: a full disk would otherwise log
+                // every second until space returns. Every failure is still counted in the metrics and /readyz.
+                if isNew {
+                    logger.error("sync error: \(error.oneLine)")
+                } else {
+                    logger.debug("sync error (again, \(n) in a row): \(error.oneLine)")
+                }
+                if n == Self.revalidateAfterFailures {
                     // Whatever wedged the cursor, the connections or the read guard: start over from the files, as
                     // at startup (a continuity check that cannot be proven starts a new generation).
                     logger.warning("sync failed \(n) times in a row; re-validating \(path) from scratch")
+                    closeHandles()
+                } else if n > Self.revalidateAfterFailures && n % Self.revalidateAfterFailures == 0 {
                     closeHandles()
                 }
                 // Retry even if the application stays idle, so a transient failure never strands frames.

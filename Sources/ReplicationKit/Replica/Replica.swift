@@ -114,8 +114,13 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             position = nil
             syncedPosition.withLock { $0 = nil }
             db.setReplicaIndex(nil, for: self)
-            lastError.withLock { $0 = error.oneLine }
-            logger.error("monitor error: \(name) (\(client.location)): \(error.oneLine)")
+            let previous = lastError.withLock { e in defer { e = error.oneLine }; return e }
+            // One line per new error, not per retry (a long outage would log every backoff step).
+            if previous != error.oneLine {
+                logger.error("monitor error: \(name) (\(client.location)): \(error.oneLine)")
+            } else {
+                logger.debug("monitor error (again, attempt \(failures)): \(name) (\(client.location)): \(error.oneLine)")
+            }
             // Retry even when the database stays idle, so a fixed destination catches up on its own.
             let backoff = min(15.0, options.syncInterval.timeInterval * pow(2.0, Double(min(failures, 6))))
             scheduleSync(after: .milliseconds(Int64(max(backoff, 0.1) * 1000)))
