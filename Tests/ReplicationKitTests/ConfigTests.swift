@@ -700,3 +700,29 @@ private func urlError(_ url: String) -> String? {
         }
     }
 }
+
+// MARK: - Examples
+
+@Suite struct ExampleConfigTests {
+    /// Every example config parses, with each variable it names set, without a warning: the examples stay true.
+    @Test func everyExampleConfigParsesCleanly() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        var files: [String] = []
+        for dir in ["examples", "examples/live", "examples/app"] {
+            let path = root.appendingPathComponent(dir).path
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasSuffix(".yml") {
+                files.append(path + "/" + name)
+            }
+        }
+        #expect(files.count >= 6, "\(files)")
+        for file in files {
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            var env: [String: String] = [:]
+            for r in EnvironmentExpansion.unsetReferences(text, lookup: { _ in nil }) { env[r.name] = "x" }
+            let c = try Configuration.parse(yaml: text, sourceName: file, environment: env)
+            #expect(!c.dbs.isEmpty, "\(file)")
+            #expect(c.warnings.isEmpty, "\(file): \(c.warnings)")
+        }
+    }
+}
