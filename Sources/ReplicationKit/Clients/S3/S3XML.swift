@@ -32,8 +32,8 @@ enum S3XML {
             guard bytes[i] == UInt8(ascii: "<") else { i += 1; continue }
             flushText(i)
             if i + 3 < n, bytes[i + 1] == UInt8(ascii: "!"), bytes[i + 2] == UInt8(ascii: "[") {
-                // <![CDATA[ ... ]]>
-                let start = i + 9
+                // <![CDATA[ ... ]]> (a body cut inside the `<![CDATA[` opener has no text to take)
+                let start = min(i + 9, n)
                 var j = start
                 while j + 2 < n, !(bytes[j] == UInt8(ascii: "]") && bytes[j + 1] == UInt8(ascii: "]") && bytes[j + 2] == UInt8(ascii: ">")) { j += 1 }
                 if !stack.isEmpty, start <= j { stack[stack.count - 1].text += String(decoding: bytes[start..<j], as: UTF8.self) }
