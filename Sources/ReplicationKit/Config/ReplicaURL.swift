@@ -14,10 +14,17 @@ public enum ReplicaURL {
         return false
     }
 
-    /// Replaces the password of `scheme://user:password@host…` with `xxxxx` so the text can be shown to users.
+    /// Replaces the password of `scheme://user:password@host…` (or of a scheme-less `//user:password@host…`, which
+    /// `GoURL.parse` reads the same way) with `xxxxx` so the text can be shown to users.
     public static func redacted(_ s: String) -> String {
-        guard let schemeEnd = s.range(of: "://") else { return s }
-        let authorityStart = schemeEnd.upperBound
+        let authorityStart: String.Index
+        if s.hasPrefix("//") {
+            authorityStart = s.index(s.startIndex, offsetBy: 2)
+        } else if let schemeEnd = s.range(of: "://") {
+            authorityStart = schemeEnd.upperBound
+        } else {
+            return s
+        }
         let rest = s[authorityStart...]
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? s.endIndex
         let authority = s[authorityStart..<authorityEnd]
