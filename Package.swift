@@ -44,10 +44,15 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Pure helpers of the launcher executable, in a library so the fuzzers can link them.
+        .target(
+            name: "LauncherSupport",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "Launcher",
             dependencies: [
-                "ReplicationKit", "CLauncherShims",
+                "ReplicationKit", "LauncherSupport", "CLauncherShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -64,7 +69,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LauncherTests",
-            dependencies: ["Launcher", "ExampleWriter", "ReplicationKit", "CSQLite"],
+            dependencies: ["Launcher", "LauncherSupport", "ExampleWriter", "ReplicationKit", "CSQLite"],
             swiftSettings: strictSettings
         ),
     ],
