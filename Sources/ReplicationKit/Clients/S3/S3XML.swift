@@ -1,10 +1,11 @@
 /// A parsed XML element of an S3 response (attributes and namespaces dropped; text concatenated).
-struct S3XMLElement: Sendable {
+package struct S3XMLElement: Sendable {
     /// Local name (namespace prefix removed).
-    var name: String
-    var children: [S3XMLElement] = []
+    package var name: String
+    /// Child elements in document order.
+    package var children: [S3XMLElement] = []
     /// Decoded character data directly inside the element.
-    var text: String = ""
+    package var text: String = ""
 
     /// The first child named `name`.
     func child(_ name: String) -> S3XMLElement? { children.first { $0.name == name } }
@@ -16,9 +17,9 @@ struct S3XMLElement: Sendable {
 
 /// A minimal XML reader for the small, well-formed documents S3 returns (ListBucketResult, Error, DeleteResult,
 /// InitiateMultipartUploadResult, CompleteMultipartUploadResult, LocationConstraint).
-enum S3XML {
+package enum S3XML {
     /// Parses `bytes`; nil when no root element is found or tags do not nest.
-    static func parse(_ bytes: [UInt8]) -> S3XMLElement? {
+    package static func parse(_ bytes: [UInt8]) -> S3XMLElement? {
         var stack: [S3XMLElement] = []
         var root: S3XMLElement?
         var i = 0
@@ -113,7 +114,7 @@ enum S3XML {
     }
 
     /// Escapes text for an element body.
-    static func escape(_ s: String) -> String {
+    package static func escape(_ s: String) -> String {
         var out = ""
         for ch in s {
             switch ch {
