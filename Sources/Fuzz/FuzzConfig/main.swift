@@ -58,7 +58,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         } catch {
             second = "error \(error)"
         }
-        fuzzCheck(first == second, "parse is not deterministic:\n\(first)\n\(second)")
+        // Yams (6.x) reports duplicated complex (`? {…}`) keys in hash order, so that message's key order and line
+        // vary between parses; the verdict must not.
+        if first.contains("duplicate mapping key") {
+            fuzzCheck(second.contains("duplicate mapping key"), "parse is not deterministic:\n\(first)\n\(second)")
+        } else {
+            fuzzCheck(first == second, "parse is not deterministic:\n\(first)\n\(second)")
+        }
     }
     return 0
 }

@@ -1,7 +1,6 @@
-// Fuzzes replica URL parsing: `GoURL.parse`, `ReplicaURL.isURL`/`redacted`, `S3Host.parse` and
-// `ReplicaConfig.fromURL`.
+// Fuzzes replica URL parsing: `GoURL.parse`, `ReplicaURL.redacted`, `S3Host.parse` and `ReplicaConfig.fromURL`.
 //
-// Input: the URL text (invalid UTF-8 is repaired with U+FFFD, as a command-line argument would not be).
+// Input: the URL text (invalid UTF-8 is replaced with U+FFFD first).
 import FuzzSupport
 import Foundation
 import ReplicationKit
