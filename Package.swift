@@ -5,6 +5,28 @@ let strictSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// libFuzzer targets (fuzz/README.md). A plain `swift build` links them too (the driver is a weak symbol) and they
+// exit 2 with a hint; `scripts/fuzz.sh` builds them with `-sanitize=fuzzer,address` into `.build-fuzz`.
+let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
+    ("FuzzWAL", ["ReplicationKit"]),
+    ("FuzzLZ4", ["ReplicationKit"]),
+    ("FuzzStreamRecord", ["ReplicationKit"]),
+    ("FuzzReplicaURL", ["ReplicationKit"]),
+    ("FuzzConfig", ["ReplicationKit"]),
+    ("FuzzShellWords", ["LauncherSupport"]),
+    ("FuzzS3XML", ["ReplicationKit"]),
+]
+
+let fuzzTargets: [Target] =
+    [
+        .target(name: "CFuzzDriver", path: "Sources/Fuzz/CFuzzDriver"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzDriver"], path: "Sources/Fuzz/FuzzSupport",
+                swiftSettings: strictSettings),
+    ] + fuzzers.map { fuzzer in
+        .executableTarget(name: fuzzer.name, dependencies: fuzzer.dependencies + ["FuzzSupport"],
+                          path: "Sources/Fuzz/\(fuzzer.name)", swiftSettings: strictSettings)
+    }
+
 let package = Package(
     name: "launcher",
     platforms: [.macOS(.v13)],
@@ -44,10 +66,15 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Pure helpers of the launcher executable, in a library so the fuzzers can link them.
+        .target(
+            name: "LauncherSupport",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "Launcher",
             dependencies: [
-                "ReplicationKit", "CLauncherShims",
+                "ReplicationKit", "LauncherSupport", "CLauncherShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -64,9 +91,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LauncherTests",
-            dependencies: ["Launcher", "ExampleWriter", "ReplicationKit", "CSQLite"],
+            dependencies: ["Launcher", "LauncherSupport", "ExampleWriter", "ReplicationKit", "CSQLite"],
             swiftSettings: strictSettings
         ),
-    ],
+    ] + fuzzTargets,
     swiftLanguageModes: [.v6]
 )
+

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Launcher
+import LauncherSupport
 
 /// White-box tests of the pure parts of supervision: shell words, exit-status mapping, the lifecycle machine.
 @Suite struct ExecUnitTests {

@@ -229,6 +229,15 @@ private func urlError(_ url: String) -> String? {
         #expect(ReplicaURL.redacted("sftp://u@h/x") == "sftp://u@h/x")
         #expect(ReplicaURL.redacted("s3://b/x@y:z") == "s3://b/x@y:z")
     }
+
+    /// Found by fuzz/FuzzReplicaURL: a scheme-less `//user:password@host/…` (read with its userinfo by the URL
+    /// parser) kept its password in the "scheme required" error, also when a later `://` was in the path.
+    @Test func schemelessURLPasswordIsRedacted() {
+        #expect(ReplicaURL.redacted("//u:topsecret@h/x") == "//u:xxxxx@h/x")
+        #expect(ReplicaURL.redacted("//u:topsecret@h/a://b") == "//u:xxxxx@h/a://b")
+        #expect(ReplicaURL.redacted("///u:pw@h/x") == "///u:pw@h/x")
+        #expect(urlError("//u:topsecret@h/x") == "replica url scheme required: //u:xxxxx@h/x")
+    }
 }
 
 // MARK: - Files and defaults

@@ -62,6 +62,16 @@ struct S3UnitTests {
         #expect(S3XML.escape("a&<>\"'") == "a&amp;&lt;&gt;&quot;&apos;")
     }
 
+    /// Found by fuzz/FuzzS3XML: a body ending inside a `<![CDATA[` opener (a cut-off response) stopped the process
+    /// (array index out of range) instead of being refused.
+    @Test func xmlCutInsideCDATAOpenerIsRefused() {
+        for cut in ["<Error><Message>a <![", "<Error><Message>a <![C", "<Error><Message>a <![CDATA"] {
+            #expect(S3XML.parse(Array(cut.utf8)) == nil, "\(cut)")
+        }
+        let doc = S3XML.parse(Array("<Error><Message>a <![CDATA[<b>]]></Message></Error>".utf8))
+        #expect(doc?.value("Message") == "a <b>")
+    }
+
     @Test func credentialChainOrder() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("s3creds-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -225,6 +225,19 @@ struct WALTests {
         #expect((try? WALHeader(bytes: be))?.bigEndianChecksums == true)
     }
 
+    /// Found by fuzz/FuzzWAL: a header with a valid checksum but a page size that is not a multiple of 8 was accepted,
+    /// and scanning its frames stopped the process (WALChecksum's precondition) instead of reporting corruption.
+    @Test(arguments: [0, 1, 100, 1000, 513, 256, 131_072, 0xFFFF_FFFF] as [UInt32])
+    func headerWithInvalidPageSizeIsCorrupt(pageSize: UInt32) {
+        let h = WALFixture.header(pageSize: Int(pageSize), salt1: 1, salt2: 2)
+        do { _ = try WALHeader(bytes: h); Issue.record("page size \(pageSize) accepted") } catch {
+            #expect(error.oneLine == "invalid wal header page size: \(pageSize)")
+        }
+        for valid in [512, 1024, 4096, 65536] {
+            #expect((try? WALHeader(bytes: WALFixture.header(pageSize: valid, salt1: 1, salt2: 2)))?.pageSize == UInt32(valid))
+        }
+    }
+
     @Test func frameHeaderFields() {
         let wal = WALFixture.makeWAL(frames: [(7, 0), (3, 9)])
         let fs = 24 + 512

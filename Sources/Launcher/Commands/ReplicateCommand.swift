@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ReplicationKit
+import LauncherSupport
 
 /// `launcher replicate [flags] [DB_PATH REPLICA_URL...] [-- PROGRAM ARGS...]`: replicate, optionally as the
 /// supervisor of an app (`-exec`, `exec:` or the argv after `--`), and end with a final sync.

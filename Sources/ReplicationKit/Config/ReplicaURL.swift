@@ -14,10 +14,17 @@ public enum ReplicaURL {
         return false
     }
 
-    /// Replaces the password of `scheme://user:password@host…` with `xxxxx` so the text can be shown to users.
+    /// Replaces the password of `scheme://user:password@host…` (or of a scheme-less `//user:password@host…`, which
+    /// `GoURL.parse` reads the same way) with `xxxxx` so the text can be shown to users.
     public static func redacted(_ s: String) -> String {
-        guard let schemeEnd = s.range(of: "://") else { return s }
-        let authorityStart = schemeEnd.upperBound
+        let authorityStart: String.Index
+        if s.hasPrefix("//") {
+            authorityStart = s.index(s.startIndex, offsetBy: 2)
+        } else if let schemeEnd = s.range(of: "://") {
+            authorityStart = schemeEnd.upperBound
+        } else {
+            return s
+        }
         let rest = s[authorityStart...]
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? s.endIndex
         let authority = s[authorityStart..<authorityEnd]
@@ -29,17 +36,24 @@ public enum ReplicaURL {
 }
 
 /// The subset of Go's `net/url.Parse` that replica URLs need.
-struct GoURL {
-    var scheme = ""
-    var opaque = ""
-    var user: String?
-    var password: String?
-    var host = ""
-    var path = ""
-    var rawQuery = ""
+package struct GoURL {
+    /// Lowercased scheme ("" when absent).
+    package var scheme = ""
+    /// What follows `scheme:` when it does not start with `/`.
+    package var opaque = ""
+    /// Decoded user name of the userinfo, if any.
+    package var user: String?
+    /// Decoded password of the userinfo, if any (never log it).
+    package var password: String?
+    /// Host, with any `:port`.
+    package var host = ""
+    /// Decoded path.
+    package var path = ""
+    /// Query text after `?`, undecoded.
+    package var rawQuery = ""
 
     /// Parses `raw` like Go's `url.Parse` (scheme lowercased, userinfo and path percent-decoded).
-    static func parse(_ raw: String) throws -> GoURL {
+    package static func parse(_ raw: String) throws -> GoURL {
         func fail(_ reason: String) -> ReplicationError {
             ReplicationError(.invalidInput, "parse \(goQuote(ReplicaURL.redacted(raw))): \(reason)")
         }
@@ -192,14 +206,18 @@ struct ParsedReplicaURL {
 }
 
 /// Upstream `s3.ParseHost`: bucket, region, endpoint and path-style derived from an `s3://HOST` host.
-struct S3Host: Equatable {
-    var bucket: String
-    var region: String?
-    var endpoint: String?
-    var forcePathStyle: Bool
+package struct S3Host: Equatable {
+    /// Bucket name ("" when the host names none).
+    package var bucket: String
+    /// Region implied by the provider host, if any.
+    package var region: String?
+    /// Endpoint URL for a non-AWS provider, if any.
+    package var endpoint: String?
+    /// Whether requests use path-style addressing.
+    package var forcePathStyle: Bool
 
     /// Interprets a host (optionally with `:port`) per the provider table of INTERFACES §2.8, Scaleway included.
-    static func parse(_ s: String) -> S3Host {
+    package static func parse(_ s: String) -> S3Host {
         let (host, port) = splitHostPort(s)
         var scheme = "https"
         var endpoint: String?
@@ -275,7 +293,7 @@ struct S3Host: Equatable {
     }
 
     /// Go `net.SplitHostPort`, falling back to (whole string, nil) when there is no valid port part.
-    static func splitHostPort(_ s: String) -> (String, String?) {
+    package static func splitHostPort(_ s: String) -> (String, String?) {
         if s.hasPrefix("[") {
             guard let close = s.firstIndex(of: "]") else { return (s, nil) }
             let after = s[s.index(after: close)...]

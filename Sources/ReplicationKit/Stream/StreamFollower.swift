@@ -39,9 +39,9 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     // Confined to the follower thread.
-    private var headerBytes: [UInt8] = []
+    private var reader = StreamRecordReader()
+    /// The record whose payload is arriving.
     private var record: StreamRecordHeader?
-    private var remaining: UInt64 = 0
     private var segment: [UInt8] = []
     private var failure: (any Error)?
     private var errorBody: [UInt8]?
@@ -118,9 +118,8 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
 
     /// One connection; returns why it ended.
     private func connectOnce() -> String {
-        headerBytes = []
+        reader = StreamRecordReader()
         record = nil
-        remaining = 0
         segment = []
         failure = nil
         errorBody = nil
@@ -191,51 +190,34 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
 
     /// Splits the body into records and applies each one.
     private func consume(_ bytes: UnsafeRawBufferPointer) throws {
-        var i = 0
-        while i < bytes.count {
-            guard let h = record else {
-                let n = min(StreamRecordHeader.encodedSize - headerBytes.count, bytes.count - i)
-                headerBytes.append(contentsOf: bytes[i..<(i + n)])
-                i += n
-                if headerBytes.count == StreamRecordHeader.encodedSize {
-                    let header = try StreamRecordHeader.decode(headerBytes)
-                    headerBytes = []
-                    try begin(header)
+        try reader.consume(bytes) { event in
+            switch event {
+            case .begin(let h): try begin(h)
+            case .payload(let piece):
+                if record?.kind == .snapshot {
+                    try applier.snapshotData(piece)
+                } else {
+                    segment.append(contentsOf: piece)
                 }
-                continue
+            case .end(let h): try complete(h)
             }
-            let n = Int(min(remaining, UInt64(bytes.count - i)))
-            let piece = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + n)])
-            if h.kind == .snapshot {
-                try applier.snapshotData(piece)
-            } else {
-                segment.append(contentsOf: piece)
-            }
-            i += n
-            remaining -= UInt64(n)
-            if remaining == 0 { try complete(h) }
         }
     }
 
+    /// Prepares for the payload of `h` (the reader has checked its framing).
     private func begin(_ h: StreamRecordHeader) throws {
         switch h.kind {
         case .heartbeat:
-            guard h.size == 0 else { throw ReplicationError(.corrupt, "heartbeat record with a payload") }
             return
         case .snapshot:
             if pendingInBatch > 0 { try publishBatch() }
             logger.info("receiving snapshot: pos=\(h.position) size=\(h.size)")
             try applier.beginSnapshot(h)
         case .walSegment:
-            guard h.size > 0, h.size <= 1 << 30 else {
-                throw ReplicationError(.corrupt, "wal segment record of \(h.size) bytes")
-            }
             segment.removeAll(keepingCapacity: true)
             segment.reserveCapacity(Int(h.size))
         }
         record = h
-        remaining = h.size
-        if remaining == 0 { try complete(h) }
     }
 
     private func complete(_ h: StreamRecordHeader) throws {

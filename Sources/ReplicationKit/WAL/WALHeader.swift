@@ -23,7 +23,7 @@ public struct WALHeader: Equatable, Sendable {
     /// Whether checksum words are read big-endian.
     public var bigEndianChecksums: Bool { magic == 0x377F_0683 }
 
-    /// Parses and validates a header (magic and header checksum).
+    /// Parses and validates a header (magic, header checksum, and a page size that is a power of two in 512...65536).
     public init(bytes: [UInt8]) throws {
         guard bytes.count >= walHeaderSize else {
             throw ReplicationError(.corrupt, "short wal header (n=\(bytes.count))")
@@ -45,6 +45,10 @@ public struct WALHeader: Equatable, Sendable {
         b.withUnsafeBytes { s.update(UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
         guard s.s0 == checksum1 && s.s1 == checksum2 else {
             throw ReplicationError(.corrupt, "invalid wal header checksum: (\(s.s0),\(s.s1)) != (\(checksum1),\(checksum2))")
+        }
+        // As SQLite's own WAL recovery: any other page size makes frames the checksum (8-byte words) cannot cover.
+        guard pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
+            throw ReplicationError(.corrupt, "invalid wal header page size: \(pageSize)")
         }
     }
 

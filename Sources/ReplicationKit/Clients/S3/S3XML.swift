@@ -1,10 +1,11 @@
 /// A parsed XML element of an S3 response (attributes and namespaces dropped; text concatenated).
-struct S3XMLElement: Sendable {
+package struct S3XMLElement: Sendable {
     /// Local name (namespace prefix removed).
-    var name: String
-    var children: [S3XMLElement] = []
+    package var name: String
+    /// Child elements in document order.
+    package var children: [S3XMLElement] = []
     /// Decoded character data directly inside the element.
-    var text: String = ""
+    package var text: String = ""
 
     /// The first child named `name`.
     func child(_ name: String) -> S3XMLElement? { children.first { $0.name == name } }
@@ -16,9 +17,9 @@ struct S3XMLElement: Sendable {
 
 /// A minimal XML reader for the small, well-formed documents S3 returns (ListBucketResult, Error, DeleteResult,
 /// InitiateMultipartUploadResult, CompleteMultipartUploadResult, LocationConstraint).
-enum S3XML {
+package enum S3XML {
     /// Parses `bytes`; nil when no root element is found or tags do not nest.
-    static func parse(_ bytes: [UInt8]) -> S3XMLElement? {
+    package static func parse(_ bytes: [UInt8]) -> S3XMLElement? {
         var stack: [S3XMLElement] = []
         var root: S3XMLElement?
         var i = 0
@@ -32,8 +33,8 @@ enum S3XML {
             guard bytes[i] == UInt8(ascii: "<") else { i += 1; continue }
             flushText(i)
             if i + 3 < n, bytes[i + 1] == UInt8(ascii: "!"), bytes[i + 2] == UInt8(ascii: "[") {
-                // <![CDATA[ ... ]]>
-                let start = i + 9
+                // <![CDATA[ ... ]]> (a body cut inside the `<![CDATA[` opener has no text to take)
+                let start = min(i + 9, n)
                 var j = start
                 while j + 2 < n, !(bytes[j] == UInt8(ascii: "]") && bytes[j + 1] == UInt8(ascii: "]") && bytes[j + 2] == UInt8(ascii: ">")) { j += 1 }
                 if !stack.isEmpty, start <= j { stack[stack.count - 1].text += String(decoding: bytes[start..<j], as: UTF8.self) }
@@ -113,7 +114,7 @@ enum S3XML {
     }
 
     /// Escapes text for an element body.
-    static func escape(_ s: String) -> String {
+    package static func escape(_ s: String) -> String {
         var out = ""
         for ch in s {
             switch ch {

@@ -9,15 +9,16 @@
 ///   before `>`, as in `2>`, is dropped too);
 /// - backticks and `$( … )` are kept literally and do not split on whitespace; a bare `(` is an error, and so is
 ///   an unterminated quote, backtick, `$(` or trailing backslash.
-enum ShellWords {
+public enum ShellWords {
     /// Why a command string cannot be split.
-    enum ParseError: Error, Equatable, CustomStringConvertible {
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
         /// Unbalanced quote, trailing backslash, bare `(`, unterminated backtick or `$(` (go-shellwords' wording).
         case invalid
         /// The string holds no word at all (upstream crashes here).
         case empty
 
-        var description: String {
+        /// The message shown to users.
+        public var description: String {
             switch self {
             case .invalid: return "invalid command line string"
             case .empty: return "empty command"
@@ -26,7 +27,7 @@ enum ShellWords {
     }
 
     /// Returns the words of `line`; throws `.invalid` for a malformed string. Zero words is not an error here.
-    static func split(_ line: String) throws(ParseError) -> [String] {
+    public static func split(_ line: String) throws(ParseError) -> [String] {
         var args: [String] = []
         var buf = String.UnicodeScalarView()
         var escaped = false, doubleQuoted = false, singleQuoted = false, backQuote = false, dollarQuote = false
@@ -98,7 +99,7 @@ enum ShellWords {
     }
 
     /// Splits `line` and requires at least one word (the program).
-    static func command(_ line: String) throws(ParseError) -> [String] {
+    public static func command(_ line: String) throws(ParseError) -> [String] {
         let words = try split(line)
         if words.isEmpty { throw .empty }
         return words

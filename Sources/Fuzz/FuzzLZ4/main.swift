@@ -1,0 +1,92 @@
+// Fuzzes the LZ4 frame codec: `LZ4.decompress`, `LZ4FrameDecoder` (streamed in odd-sized pieces, with and without
+// checksum verification) and, for what decodes, `LZ4.compress`.
+//
+// Input: byte 0 seeds the piece sizes; the rest is decoded as LZ4 frames. When byte 0 is odd the rest is also
+// compressed and must decompress to itself.
+import FuzzSupport
+import ReplicationKit
+
+/// Decodes `bytes` through `LZ4FrameDecoder`, feeding at most a few bytes per source call and reading into a small
+/// buffer, so every resumption point of the streaming decoder is exercised.
+func streamDecode(_ bytes: [UInt8], seed: UInt8, verify: Bool) throws -> [UInt8] {
+    var chunker = FuzzChunker(seed: UInt64(seed))
+    var position = 0
+    let decoder = try LZ4FrameDecoder(verifyChecksums: verify) { buffer in
+        fuzzCheck(buffer.count > 0, "decoder offered an empty source buffer")
+        let n = min(buffer.count, bytes.count - position, chunker.next(max: 97))
+        bytes.withUnsafeBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress! + position, byteCount: n)
+        }
+        position += n
+        return n
+    }
+    var out: [UInt8] = []
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+    defer { chunk.deallocate() }
+    while true {
+        let want = chunker.next(max: chunk.count)
+        let n = try decoder.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<want]))
+        fuzzCheck(n >= 0 && n <= want, "read returned \(n) for a \(want)-byte buffer")
+        if n == 0 { break }
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+        fuzzCheck(out.count <= 64 << 20, "more than 64 MiB from a fuzz input")
+    }
+    // The end is sticky.
+    fuzzCheck(try decoder.read(into: chunk) == 0, "read after the end returned bytes")
+    return out
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let input = fuzzBytes(data, size)
+    guard let seed = input.first else { return 0 }
+    let frame = Array(input.dropFirst())
+
+    let oneShot: [UInt8]?
+    do {
+        oneShot = try LZ4.decompress(frame)
+    } catch {
+        fuzzCheck(error is LZ4Error, "decompress threw \(type(of: error)): \(error)")
+        oneShot = nil
+    }
+
+    // Streaming in small pieces must agree with the one-shot decoder, error or not.
+    do {
+        let streamed = try streamDecode(frame, seed: seed, verify: true)
+        fuzzCheck(oneShot == streamed, "streamed decode differs from one-shot (\(streamed.count) vs \(oneShot?.count ?? -1))")
+    } catch {
+        fuzzCheck(error is LZ4Error, "streamed decode threw \(type(of: error))")
+        fuzzCheck(oneShot == nil, "streamed decode failed where one-shot succeeded: \(error)")
+    }
+
+    // Skipping checksums never rejects what verifying accepts, and yields the same bytes.
+    if let oneShot {
+        do {
+            let unverified = try streamDecode(frame, seed: seed &+ 1, verify: false)
+            fuzzCheck(unverified == oneShot, "decode without checksums differs")
+        } catch {
+            fuzzCheck(false, "decode without checksums failed: \(error)")
+        }
+        // Round trip: what decodes re-encodes to a frame that decodes to the same bytes.
+        do {
+            let again = try LZ4.decompress(try LZ4.compress(oneShot))
+            fuzzCheck(again == oneShot, "re-encoded frame decodes differently")
+        } catch {
+            fuzzCheck(false, "re-encoding failed: \(error)")
+        }
+    }
+
+    if seed & 1 != 0 {
+        do {
+            let encoded = try LZ4.compress(frame)
+            fuzzCheck(Array(encoded.prefix(4)) == [0x04, 0x22, 0x4D, 0x18], "frame magic")
+            fuzzCheck(try LZ4.decompress(encoded) == frame, "compress/decompress is not the identity")
+            fuzzCheck(try streamDecode(encoded, seed: seed, verify: true) == frame, "streamed round trip")
+        } catch {
+            fuzzCheck(false, "round trip of fuzz bytes failed: \(error)")
+        }
+    }
+    return 0
+}
+
+runFuzzer("FuzzLZ4", fuzzOne)
