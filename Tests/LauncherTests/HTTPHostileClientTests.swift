@@ -91,9 +91,9 @@ extension ReplicationIntegrationTests {
             #expect(p.waitForOutput("initialization complete", timeout: 60), "\(H.tail(p.output))")
             let baseline = RawTCP.openDescriptors(p.pid)
 
-            // 600 idle connections: far more than the budget (320 minus replication's reserve).
+            // 1,000 idle connections: far more than the budget (320 minus replication's reserve).
             var idle: [Int32] = []
-            for _ in 0..<600 {
+            for _ in 0..<1000 {
                 let fd = RawTCP.connect(port: port)
                 if fd >= 0 { idle.append(fd) }
             }
