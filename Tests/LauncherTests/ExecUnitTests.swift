@@ -102,6 +102,27 @@ import LauncherSupport
         #expect(m.finalSyncFinished(succeeded: true) == [])
     }
 
+    /// A lost lease stops the child first (TERM, KILL after the grace period), then exits 75 without a final sync;
+    /// without a child, or during the final sync, it exits at once.
+    @Test func lostLeaseStopsTheChildThenExits75() {
+        var m = SupervisorStateMachine(supervisesChild: true)
+        #expect(m.leaseGracePassed() == [], "no grace period before a loss")
+        #expect(m.leaseLost() == [.terminateChildForLease])
+        #expect(m.phase == .leaseLost)
+        #expect(m.leaseLost() == [], "reported once")
+        #expect(m.signalReceived(SIGTERM) == [.relay(SIGTERM)], "signals still reach the child")
+        #expect(m.leaseGracePassed() == [.killChild])
+        #expect(m.childExited(.signaled(SIGKILL)) == [.exit(code: 75, reason: .leaseLost)])
+        #expect(m.phase == .finished)
+
+        var noChild = SupervisorStateMachine(supervisesChild: false)
+        #expect(noChild.leaseLost() == [.exit(code: 75, reason: .leaseLost)])
+        var syncing = SupervisorStateMachine(supervisesChild: true)
+        _ = syncing.childExited(.exited(0))
+        #expect(syncing.leaseLost() == [.exit(code: 75, reason: .leaseLost)])
+        #expect(syncing.finalSyncFinished(succeeded: true) == [])
+    }
+
     @Test func firstStopDuringFinalSyncOnlyHints() {
         var m = SupervisorStateMachine(supervisesChild: true)
         _ = m.childExited(.exited(0))

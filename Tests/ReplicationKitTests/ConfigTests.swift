@@ -624,11 +624,54 @@ private func urlError(_ url: String) -> String? {
     @Test func keysThatWouldMisleadAreErrors() {
         #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        age:\n          recipients: [age1x]\n")?
             .hasPrefix("/etc/litestream.yml: dbs[0].replicas[0].age: client-side encryption (age) is not supported") == true)
-        #expect(parseError("dbs:\n  - path: /d\n    lease:\n      ttl: 30s\n")?
-            .hasPrefix("/etc/litestream.yml: dbs[0].lease: leases are not supported by this build yet") == true)
-        #expect(parseError("lease: {ttl: 30s}\n")?.hasPrefix("/etc/litestream.yml: lease: leases are not supported") == true)
+        // A misspelt lease setting would leave a default the user did not choose: an error, not a warning.
+        #expect(parseError("dbs:\n  - path: /d\n    lease:\n      tll: 30s\n    replicas:\n      - url: s3://b\n")
+            == "/etc/litestream.yml: dbs[0].lease.tll: unknown lease setting (did you mean \"ttl\"?); lease settings are ttl, wait and replica")
         #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: sftp://u@h/p\n        host-key: SHA256:x\n        insecure-skip-host-key-check: true\n")
             == "/etc/litestream.yml: dbs[0].replicas[0].insecure-skip-host-key-check: cannot be combined with host-key")
+    }
+
+    @Test func leaseAtTheTopLevelAppliesToEveryDatabase() throws {
+        let c = try parse("""
+            lease: {ttl: 12s, wait: 1m}
+            dbs:
+              - path: /a
+                replicas:
+                  - url: s3://b/a
+              - path: /b
+                lease: {ttl: 6s, replica: second}
+                replicas:
+                  - url: file:///r/b
+                  - name: second
+                    url: s3://b/b
+              - path: /c
+                upstream: {url: "http://primary:9090"}
+            """)
+        #expect(c.lease == LeaseConfig(ttl: .seconds(12), wait: .seconds(60)))
+        #expect(c.dbs[0].lease == LeaseConfig(ttl: .seconds(12), wait: .seconds(60)))
+        #expect(c.dbs[0].leaseReplica?.name == "s3")
+        // A database's own block overrides what it sets and inherits the rest.
+        #expect(c.dbs[1].lease == LeaseConfig(ttl: .seconds(6), wait: .seconds(60), replica: "second"))
+        #expect(c.dbs[1].leaseReplica?.name == "second")
+        // A live read replica writes no replica: the top-level lease does not apply to it.
+        #expect(c.dbs[2].lease == nil)
+        #expect(try parse("lease: {}\ndbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n").dbs[0].lease == LeaseConfig())
+    }
+
+    @Test func leaseSettingsThatCannotWorkAreErrors() {
+        #expect(parseError("lease: {ttl: 2s}\n") == "/etc/litestream.yml: lease.ttl: 2s is too short: a lease needs at least 3s (it is renewed every ttl/3)")
+        #expect(parseError("dbs:\n  - path: /d\n    lease: {}\n")
+            == "/etc/litestream.yml: dbs[0].lease: a lease lives on a replica, and this database has none")
+        #expect(parseError("lease: {}\ndbs:\n  - path: /d\n")
+            == "/etc/litestream.yml: lease: dbs[0] (/d): a lease lives on a replica, and this database has none")
+        #expect(parseError("dbs:\n  - path: /d\n    lease: {replica: nope}\n    replicas:\n      - url: s3://b\n")?
+            .contains("lease replica \"nope\" is not one of this database's replicas (\"s3\")") == true)
+        #expect(parseError("dbs:\n  - path: /d\n    lease: {}\n    replicas:\n      - url: sftp://u@h/p\n        host-key: SHA256:x\n")?
+            .contains("SFTP has no compare-and-swap write") == true)
+        #expect(parseError("dbs:\n  - path: /d\n    lease: {wait: -1s}\n    replicas:\n      - url: s3://b\n")
+            == "/etc/litestream.yml: dbs[0].lease.wait: must not be negative")
+        #expect(parseError("dbs:\n  - path: /d\n    upstream: {url: \"http://p:1\"}\n    lease: {}\n")?
+            .contains("a live read replica (upstream) does not write its replicas, so it takes no lease") == true)
     }
 
     @Test func legacyKeysAreNamed() throws {

@@ -74,6 +74,15 @@ enum ReplicateCommand {
             return d > .zero ? nil : "must be positive"
         }
         fs.bool("no-restore", usage: "Do not restore missing databases from their replicas before -exec.")
+        fs.bool("lease", usage: "Hold a single-writer lease on each database's first replica (as lease: in the config).")
+        fs.custom("lease-ttl", default: "", usage: "Lease time-to-live, a Go `duration` (default 30s, at least 3s); implies -lease.") {
+            guard let d = try? GoDuration.parse($0) else { return "parse error" }
+            return d >= LeaseConfig.minimumTTL ? nil : "must be at least \(GoDuration.format(LeaseConfig.minimumTTL))"
+        }
+        fs.custom("lease-wait", default: "", usage: "How long to wait for another launcher's lease, a Go `duration`\n(default: forever); implies -lease.") {
+            guard let d = try? GoDuration.parse($0) else { return "parse error" }
+            return d >= .zero ? nil : "must not be negative"
+        }
 
         // `--` ends the flags; what follows is the child's argv, taken verbatim (no shell-word parsing).
         let (flagArgs, argvCommand) = splitAtDoubleDash(args)
@@ -101,6 +110,7 @@ enum ReplicateCommand {
                                             required: true)
         }
         if !flags.string("addr").isEmpty { config.addr = flags.string("addr") }
+        try applyLeaseFlags(flags, to: &config)
         let command = try childCommand(flags: flags, argv: argvCommand, config: config)
         // With a child the final sync must fit in the orchestrator's stop grace period (Docker: 10 s); a plain
         // `replicate` keeps upstream's unbounded final sync unless a deadline is asked for.
@@ -136,9 +146,25 @@ enum ReplicateCommand {
         defer { server?.close() }
         // Before any restore: a second launcher on the same database stops here instead of wedging the first.
         try replicator.lockDatabases()
+        // The lease comes before the restore: the previous holder's final sync wrote the data restored next.
+        if !replicator.leases.isEmpty {
+            health.phase.withLock { $0 = .leasing }
+            do {
+                if let code = try StartupPreparation.acquireLeasesInterruptibly(replicator, logger: logger) {
+                    server?.close()
+                    _exit(code)
+                }
+            } catch let e as ReplicationError where e.code == .conflict {
+                logger.error("\(e.message)")
+                return SupervisorStateMachine.leaseLostExitCode
+            }
+            health.phase.withLock { $0 = .restoring }
+        }
         if command != nil, let code = try StartupPreparation.prepareDatabasesInterruptibly(
             config, restore: !flags.bool("no-restore"), logger: logger) {
-            // The restore thread may still be inside a download: leave without running exit handlers under it.
+            // Restoring writes no replica, so the leases can go; the restore thread may still be inside a
+            // download: leave without running exit handlers under it.
+            replicator.releaseLeases()
             server?.close()
             _exit(code)
         }
@@ -161,6 +187,21 @@ enum ReplicateCommand {
         let supervisor = Supervisor(replicator: replicator, logger: logger, shutdownTimeout: shutdownTimeout,
                                     supervisesChild: command != nil, health: health)
         return supervisor.run(command: command, environment: environment)
+    }
+
+    /// `-lease`, `-lease-ttl` and `-lease-wait` give every database a lease (on its first replica unless the config
+    /// names another), overriding the config's ttl and wait.
+    static func applyLeaseFlags(_ flags: ParsedFlags, to config: inout Configuration) throws {
+        guard flags.bool("lease") || flags.isSet("lease-ttl") || flags.isSet("lease-wait") else { return }
+        for i in config.dbs.indices where config.dbs[i].upstreamURL == nil {
+            var lease = config.dbs[i].lease ?? config.lease ?? LeaseConfig()
+            if flags.isSet("lease-ttl"), let d = try? GoDuration.parse(flags.string("lease-ttl")) { lease.ttl = d }
+            if flags.isSet("lease-wait"), let d = try? GoDuration.parse(flags.string("lease-wait")) { lease.wait = d }
+            config.dbs[i].lease = lease
+            do { try config.dbs[i].checkLease() } catch let e as ReplicationError {
+                throw ReplicationError(.config, "-lease: database \(config.dbs[i].path): \(e.message)")
+            }
+        }
     }
 
     /// Splits `args` at the first `--`: the flags and positionals before it, and the argv after it (nil without `--`).

@@ -7,6 +7,8 @@ final class LauncherHealth: HealthSource, @unchecked Sendable {
 
     /// Where the launcher is in its life.
     enum Phase: String, Sendable {
+        /// Waiting for the databases' leases.
+        case leasing
         /// Restoring missing databases.
         case restoring
         /// Opening databases and waiting for followers' first snapshots.
@@ -15,6 +17,8 @@ final class LauncherHealth: HealthSource, @unchecked Sendable {
         case running
         /// The final sync runs.
         case stopping
+        /// A lease was lost: the app is being stopped.
+        case leaseLost
     }
 
     let phase = Locked(Phase.restoring)
@@ -43,7 +47,7 @@ final class LauncherHealth: HealthSource, @unchecked Sendable {
                                             lagSeconds: lag, error: r.lastError.current)
             }
             dbs.append(HealthReport.Database(path: db.path, role: "primary", position: pos.map { "\($0)" },
-                                             ready: pos != nil, upstream: nil, replicas: replicas))
+                                             ready: pos != nil, upstream: nil, replicas: replicas, lease: e.lease?.healthEntry))
         }
         for f in replicator.followers {
             dbs.append(HealthReport.Database(path: f.path, role: "follower", position: f.position.current.map { "\($0)" },
@@ -52,6 +56,15 @@ final class LauncherHealth: HealthSource, @unchecked Sendable {
         let p = phase.current
         var reason: String?
         switch p {
+        case .leasing:
+            reason = replicator.leases.lazy.compactMap { l -> String? in
+                if case .waiting(let holder, let exp) = l.status {
+                    return "waiting for the lease on \(l.store.location), held by \(holder) until \(ISO8601DateFormatter().string(from: exp))"
+                }
+                return nil
+            }.first ?? "taking the lease"
+        case .leaseLost:
+            reason = "lease lost: " + (replicator.lostLease?.reason ?? "stopping")
         case .restoring: reason = "restoring databases"
         case .tracking: reason = "opening databases"
         case .stopping: reason = "shutting down"

@@ -79,21 +79,40 @@ extension StartupPreparation {
     /// Returns nil when the databases are ready, else the exit code (128 + signal). A restore cut short leaves
     /// only `<db>.tmp*` files, which the next restore removes first; nothing is ever renamed into place half-done.
     static func prepareDatabasesInterruptibly(_ config: Configuration, restore: Bool, logger: Logger) throws -> Int32? {
+        try interruptibly("preparing the databases", logger: logger) { _ in
+            try prepareDatabases(config, restore: restore, logger: logger)
+        }
+    }
+
+    /// Takes every configured lease (waiting for their holders) on a thread of its own, the main thread taking
+    /// signals meanwhile; returns nil once all are held, else the exit code (128 + signal).
+    static func acquireLeasesInterruptibly(_ replicator: Replicator, logger: Logger) throws -> Int32? {
+        try interruptibly("waiting for the lease", logger: logger) { stop in
+            try replicator.acquireLeases(shouldStop: { stop.current })
+        }
+    }
+
+    /// Runs `body` on a new thread while the main thread waits for it and takes signals. `body` gets a flag that
+    /// turns true when a stop request arrived (it may stop early; its result is then ignored).
+    private static func interruptibly(_ what: String, logger: Logger,
+                                      _ body: @escaping @Sendable (Locked<Bool>) throws -> Void) throws -> Int32? {
         let result = Locked<Result<Void, any Error>?>(nil)
+        let stop = Locked(false)
         Thread.detachNewThread {
-            let r = Result { try prepareDatabases(config, restore: restore, logger: logger) }
+            let r = Result { try body(stop) }
             result.withLock { $0 = r }
         }
         while true {
-            // Signals already pending are taken before the result: a stop request that arrived during the restore
-            // is honoured even when the restore has just finished.
+            // Signals already pending are taken before the result: a stop request that arrived during the work
+            // is honoured even when the work has just finished.
             let done = result.current
             guard let sig = SupervisorSignals.wait(timeout: done == nil ? .milliseconds(50) : .zero) else {
                 if let done { try done.get(); return nil }
                 continue
             }
             if SupervisorSignals.isStopRequest(sig) {
-                logger.info("signal received: \(SignalName.name(sig)) while preparing the databases; not starting the exec process")
+                logger.info("signal received: \(SignalName.name(sig)) while \(what); not starting the exec process")
+                stop.withLock { $0 = true }
                 return 128 + sig
             }
             if sig != SIGCHLD { logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process yet)") }

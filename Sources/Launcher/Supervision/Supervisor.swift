@@ -17,6 +17,8 @@ final class Supervisor {
     private var childTookTerminal = false
     private var finalSync: FinalSync?
     private let health: LauncherHealth
+    /// When the child gets KILL after a lost lease (armed by `.terminateChildForLease`).
+    private var leaseKillDeadline: ContinuousClock.Instant?
 
     /// Supervises `replicator` (already started); `supervisesChild` when a command will be spawned; a nil
     /// `shutdownTimeout` lets the final sync take as long as it needs.
@@ -56,14 +58,26 @@ final class Supervisor {
                 if let code = perform(action) { return code }
             }
             pending = []
-            // While the final sync runs, wake up regularly to see whether it finished or its deadline passed.
-            let timeout = finalSync.map { min(max($0.remaining ?? .milliseconds(20), .zero), .milliseconds(20)) }
+            // While the final sync runs, wake up regularly to see whether it finished or its deadline passed; with
+            // a lease, regularly enough to stop the app well within the lease's margin once it is lost.
+            var timeout = finalSync.map { min(max($0.remaining ?? .milliseconds(20), .zero), .milliseconds(20)) }
+            if !replicator.leases.isEmpty { timeout = min(timeout ?? .milliseconds(100), .milliseconds(100)) }
             if let sig = SupervisorSignals.wait(timeout: timeout) {
                 if sig == SIGCHLD {
                     pending += reap()
                 } else {
                     pending += machine.signalReceived(sig)
                 }
+            }
+            if machine.phase != .leaseLost, machine.phase != .finished, let lost = replicator.lostLease {
+                logger.error("lease lost for \(lost.lease.databasePath): \(lost.reason)")
+                health.phase.withLock { $0 = .leaseLost }
+                pending += machine.leaseLost()
+                continue
+            }
+            if let deadline = leaseKillDeadline, ContinuousClock.now >= deadline {
+                leaseKillDeadline = nil
+                pending += machine.leaseGracePassed()
             }
             if let sync = finalSync {
                 if let failures = sync.failures.current {
@@ -117,6 +131,17 @@ final class Supervisor {
                 // it: continue the group so it can shut down, as `kill` in a shell does for a stopped job.
                 _ = kill(-pgid, SIGCONT)
             }
+        case .terminateChildForLease:
+            guard let pgid = child else { return nil }
+            let grace = replicator.leases.map(\.margin).min().map { $0 / 2 } ?? .seconds(1)
+            logger.error("stopping the exec process (group \(pgid)) because the lease is lost: TERM now, KILL in \(GoDuration.format(grace))")
+            _ = kill(-pgid, SIGTERM)
+            _ = kill(-pgid, SIGCONT)
+            leaseKillDeadline = .now + grace
+        case .killChild:
+            guard let pgid = child else { return nil }
+            logger.error("exec process group \(pgid) still runs after the lease grace period; sending KILL")
+            _ = kill(-pgid, SIGKILL)
         case .ignore(let sig):
             logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process)")
         case .startFinalSync:
@@ -143,9 +168,11 @@ final class Supervisor {
             case .interrupted:
                 logger.error("final sync cut short by a second stop signal")
                 reportUnsynced()
+            case .leaseLost:
+                logger.error("lease lost: nothing more is written to the replicas; another launcher owns them now")
             }
             logger.info("exiting with status \(code)")
-            if reason == .timedOut || reason == .interrupted {
+            if reason == .timedOut || reason == .interrupted || reason == .leaseLost {
                 // The sync thread is still blocked in I/O; leave without running exit handlers under its feet.
                 _exit(code)
             }

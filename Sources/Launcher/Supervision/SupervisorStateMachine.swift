@@ -17,9 +17,16 @@ struct SupervisorStateMachine: Sendable {
         case running
         /// The final sync runs; `childCode` is the code to exit with if it succeeds.
         case finalSync(childCode: Int32)
+        /// The lease was lost while the child ran: it was sent TERM (KILL after the grace period); when it is gone
+        /// the launcher exits with `leaseLostExitCode`, without a final sync (the replica belongs to another launcher).
+        case leaseLost
         /// An exit action was returned; nothing else happens.
         case finished
     }
+
+    /// The exit status when the lease could not be taken (`lease.wait` passed) or was lost: EX_TEMPFAIL, so a
+    /// supervisor restarts the launcher, which then waits for the lease again.
+    static let leaseLostExitCode: Int32 = 75
 
     /// Why the process exits.
     enum ExitReason: Equatable, Sendable {
@@ -31,6 +38,8 @@ struct SupervisorStateMachine: Sendable {
         case timedOut
         /// A second TERM/INT cut the final sync short.
         case interrupted
+        /// The lease was lost; nothing more was written to the replicas.
+        case leaseLost
     }
 
     /// What the supervisor must do.
@@ -43,6 +52,10 @@ struct SupervisorStateMachine: Sendable {
         case startFinalSync
         /// First TERM/INT during the final sync: log that a second one cuts it short.
         case hintSecondStop(Int32)
+        /// The lease is lost: send TERM (and CONT) to the child's process group and arm the kill deadline.
+        case terminateChildForLease
+        /// The child outlived the grace period after a lost lease: send KILL to its process group.
+        case killChild
         /// Exit the process with this code.
         case exit(code: Int32, reason: ExitReason)
     }
@@ -68,6 +81,8 @@ struct SupervisorStateMachine: Sendable {
         switch phase {
         case .finished:
             return []
+        case .leaseLost:
+            return [.relay(sig)]
         case .running:
             if supervisesChild { return [.relay(sig)] }
             guard isStop else { return [.ignore(sig)] }
@@ -88,6 +103,11 @@ struct SupervisorStateMachine: Sendable {
 
     /// The exec process ended (or could not be started: `.notFound`/`.notExecutable`).
     mutating func childExited(_ status: TerminationStatus) -> [Action] {
+        if phase == .leaseLost {
+            childStatus = status
+            phase = .finished
+            return [.exit(code: Self.leaseLostExitCode, reason: .leaseLost)]
+        }
         guard supervisesChild, phase == .running else { return [] }
         childStatus = status
         phase = .finalSync(childCode: status.exitCode)
@@ -100,6 +120,26 @@ struct SupervisorStateMachine: Sendable {
         phase = .finished
         return [.exit(code: launcherExitCode(child: code, finalSyncSucceeded: succeeded),
                       reason: succeeded ? .synced : .syncFailed)]
+    }
+
+    /// A lease stopped being provable: stop the child first (there must never be two apps), then exit without a
+    /// final sync; without a child, or during the final sync, exit at once.
+    mutating func leaseLost() -> [Action] {
+        switch phase {
+        case .running where supervisesChild:
+            phase = .leaseLost
+            return [.terminateChildForLease]
+        case .running, .finalSync:
+            phase = .finished
+            return [.exit(code: Self.leaseLostExitCode, reason: .leaseLost)]
+        case .leaseLost, .finished:
+            return []
+        }
+    }
+
+    /// The grace period after a lost lease passed and the child still runs.
+    mutating func leaseGracePassed() -> [Action] {
+        phase == .leaseLost ? [.killChild] : []
     }
 
     /// `-shutdown-timeout` passed while the final sync was still running.

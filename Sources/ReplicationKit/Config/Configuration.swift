@@ -20,6 +20,8 @@ public struct Configuration: Sendable {
     public var secretAccessKey: String?
     /// Managed databases in file order.
     public var dbs: [DatabaseConfig]
+    /// The top-level `lease:` block, already applied to every database without one of its own.
+    public var lease: LeaseConfig?
     /// One line per key that was read but is not acted on (unknown, misspelt or used by another replica type),
     /// naming the file and the key; the commands log them at startup.
     public var warnings: [String] = []
@@ -67,11 +69,12 @@ public struct Configuration: Sendable {
         config.exec = try w.string(top["exec"], key: "exec")
         config.accessKeyID = try w.string(top["access-key-id"], key: "access-key-id")
         config.secretAccessKey = try w.string(top["secret-access-key"], key: "secret-access-key")
+        if let node = top["lease"] { config.lease = try LeaseConfig.parse(node, key: "lease", base: nil, walker: w) }
 
         if let dbsNode = top["dbs"], let dbNodes = try w.sequence(dbsNode, key: "dbs") {
             for (i, dbNode) in dbNodes.enumerated() {
                 let key = "dbs[\(i)]"
-                var db = try parseDatabase(dbNode, key: key, walker: w, warnings: &config.warnings)
+                var db = try parseDatabase(dbNode, key: key, lease: config.lease, walker: w, warnings: &config.warnings)
                 for j in db.replicas.indices { config.applyGlobalCredentials(to: &db.replicas[j]) }
                 config.dbs.append(db)
             }
@@ -105,17 +108,14 @@ public struct Configuration: Sendable {
     static let maxConfigSize = 4 << 20
 
     /// Top-level keys (`logging` is 0.3.13's and not acted on: warned about like an unknown key).
-    static let topLevelKeys: Set<String> = ["addr", "exec", "access-key-id", "secret-access-key", "dbs"]
+    static let topLevelKeys: Set<String> = ["addr", "exec", "access-key-id", "secret-access-key", "dbs", "lease"]
     /// Database-level keys.
     static let databaseKeys: Set<String> = [
         "path", "upstream", "monitor-delay-interval", "checkpoint-interval", "min-checkpoint-page-count",
-        "max-checkpoint-page-count", "shadow-retention-count", "replicas",
+        "max-checkpoint-page-count", "shadow-retention-count", "replicas", "lease",
     ]
     /// Keys whose silent acceptance would mislead about safety, at the top and database levels.
-    static let refusedKeys: [String: String] = [
-        "lease": "leases are not supported by this build yet: two launchers could write this replica at once; "
-            + "remove the lease block and make sure only one launcher runs per replica",
-    ]
+    static let refusedKeys: [String: String] = [:]
     /// Notes for 0.3.13 keys that this version reads differently.
     static func legacyNote(_ key: String) -> String? {
         switch key {
@@ -128,7 +128,7 @@ public struct Configuration: Sendable {
 
     // MARK: - Internals
 
-    private static func parseDatabase(_ node: Node, key: String, walker w: YAMLWalker,
+    private static func parseDatabase(_ node: Node, key: String, lease: LeaseConfig?, walker w: YAMLWalker,
                                       warnings: inout [String]) throws -> DatabaseConfig {
         guard let m = try w.mapping(node, key: key) else {
             throw w.fail(key, "database path required")
@@ -178,6 +178,15 @@ public struct Configuration: Sendable {
                                  "duplicate replica name \(goQuote(replica.name)) (set a unique 'name')")
                 }
                 db.replicas.append(replica)
+            }
+        }
+        // The top-level lease covers the databases written here; a live read replica writes no replica.
+        if db.upstreamURL == nil { db.lease = lease }
+        if let node = m["lease"] { db.lease = try LeaseConfig.parse(node, key: "\(key).lease", base: lease, walker: w) }
+        if db.lease != nil {
+            do { try db.checkLease() } catch let e as ReplicationError {
+                if m["lease"] != nil { throw w.fail("\(key).lease", e.message) }
+                throw w.fail("lease", "\(key) (\(db.path)): \(e.message)")
             }
         }
         return db
@@ -244,6 +253,8 @@ public struct DatabaseConfig: Sendable {
     public var shadowRetentionCount: Int
     /// Replica destinations in file order.
     public var replicas: [ReplicaConfig]
+    /// The single-writer lease, when one is configured (its own `lease:` or the top-level one).
+    public var lease: LeaseConfig?
 
     /// Creates a database entry with default settings; `path` is expanded with `PathExpansion`.
     public init(path: String) {
@@ -254,5 +265,33 @@ public struct DatabaseConfig: Sendable {
         maxCheckpointPageCount = 10000
         shadowRetentionCount = 32
         replicas = []
+    }
+
+    /// The replica that stores the lease: the one `lease.replica` names, else the first.
+    public var leaseReplica: ReplicaConfig? {
+        guard let lease else { return nil }
+        if let name = lease.replica { return replicas.first { $0.name == name } }
+        return replicas.first
+    }
+
+    /// Checks that the lease can be kept: a replica to hold it, a replica type with compare-and-swap writes, and a
+    /// database that is written here (not a live read replica).
+    /// - Throws: `.config` saying what to change.
+    public func checkLease() throws {
+        guard let lease else { return }
+        if upstreamURL != nil {
+            throw ReplicationError(.config, "a live read replica (upstream) does not write its replicas, so it takes no lease; remove the lease")
+        }
+        guard !replicas.isEmpty else {
+            throw ReplicationError(.config, "a lease lives on a replica, and this database has none")
+        }
+        guard let r = leaseReplica else {
+            throw ReplicationError(.config, "lease replica \(goQuote(lease.replica ?? "")) is not one of this database's replicas ("
+                + replicas.map { goQuote($0.name) }.joined(separator: ", ") + ")")
+        }
+        if case .sftp = r.destination {
+            throw ReplicationError(.config, "replica \(goQuote(r.name)) is an sftp replica, and SFTP has no compare-and-swap write "
+                + "to hold a lease safely; put the lease on an s3, gs, abs or file replica (lease.replica)")
+        }
     }
 }

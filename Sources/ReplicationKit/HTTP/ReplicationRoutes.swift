@@ -26,6 +26,29 @@ public struct HealthReport: Codable, Sendable {
         }
     }
 
+    /// A database's single-writer lease.
+    public struct Lease: Codable, Sendable, Equatable {
+        /// Where the lease object lives.
+        public var location: String
+        /// `idle`, `waiting` (another launcher holds it), `held`, `lost` or `released`.
+        public var state: String
+        /// `hostname:pid` of the holder (this launcher when held).
+        public var holder: String?
+        /// When the holder's lease ends unless renewed (RFC 3339, the holder's clock).
+        public var expiresAt: String?
+        /// The last renewal error while held, or why it was lost.
+        public var error: String?
+
+        /// Creates a lease entry.
+        public init(location: String, state: String, holder: String? = nil, expiresAt: String? = nil, error: String? = nil) {
+            self.location = location
+            self.state = state
+            self.holder = holder
+            self.expiresAt = expiresAt
+            self.error = error
+        }
+    }
+
     /// One database.
     public struct Database: Codable, Sendable {
         public var path: String
@@ -38,9 +61,13 @@ public struct HealthReport: Codable, Sendable {
         /// Base URL of the primary, for a follower.
         public var upstream: String?
         public var replicas: [Replica]
+        /// The database's lease, when one is configured.
+        public var lease: Lease?
 
         /// Creates a database entry.
-        public init(path: String, role: String, position: String?, ready: Bool, upstream: String?, replicas: [Replica]) {
+        public init(path: String, role: String, position: String?, ready: Bool, upstream: String?, replicas: [Replica],
+                    lease: Lease? = nil) {
+            self.lease = lease
             self.path = path
             self.role = role
             self.position = position

@@ -73,6 +73,9 @@ public enum ReplicationMetrics {
         "litestream_replica_wal_offset": "The current WAL offset",
         "litestream_replica_operation_total": "The number of replica operations performed",
         "litestream_replica_operation_bytes": "The number of bytes used by replica operations",
+        "litestream_lease_held": "Whether this launcher holds the database's single-writer lease (1) or not (0)",
+        "litestream_lease_expires_seconds": "Unix time the held lease ends unless renewed (0 when not held)",
+        "litestream_lease_renew_error_count": "Number of failed lease renewals",
     ]
 
     /// Inserts `# HELP name text` before each `# TYPE name …` line of a known family that has no HELP line yet.

@@ -10,6 +10,8 @@ public final class Replicator: @unchecked Sendable {
     public struct Entry: Sendable {
         public let database: Database
         public let replicas: [Replica]
+        /// The database's single-writer lease, when one is configured; every replica write passes its fence.
+        public let lease: ReplicaLease?
     }
 
     /// Databases in configuration order (those that follow an upstream are in `followers`).
@@ -40,20 +42,66 @@ public final class Replicator: @unchecked Sendable {
             }
             let db = Database(path: dbc.path, options: dbc.options, logger: logger)
             var names = Set<String>()
-            var replicas: [Replica] = []
+            var clients: [(config: ReplicaConfig, client: any ReplicaClient)] = []
             for rc in dbc.replicas {
                 guard names.insert(rc.name).inserted else {
                     throw ReplicationError(.config, "open database: \(dbc.path): duplicate replica name: \"\(rc.name)\"")
                 }
-                let client: any ReplicaClient
-                do { client = try ReplicaClientFactory.make(rc) } catch {
+                do { clients.append((rc, try ReplicaClientFactory.make(rc))) } catch {
                     throw (error as? ReplicationError)?.wrapped("open database: \(dbc.path)") ?? error
                 }
-                replicas.append(Replica(name: rc.name, client: client, db: db,
-                                        options: ReplicaClientFactory.options(rc), logger: logger))
             }
-            entries.append(Entry(database: db, replicas: replicas))
+            let lease = try Self.makeLease(dbc, clients: clients, logger: logger)
+            let replicas = clients.map { rc, client in
+                Replica(name: rc.name, client: lease.map { FencedReplicaClient(client, lease: $0) } ?? client, db: db,
+                        options: ReplicaClientFactory.options(rc), logger: logger)
+            }
+            entries.append(Entry(database: db, replicas: replicas, lease: lease))
         }
+    }
+
+    /// The lease of `dbc` on its lease replica's store, or nil when none is configured.
+    /// - Throws: `.config` when the lease cannot be kept there (see `DatabaseConfig.checkLease`).
+    static func makeLease(_ dbc: DatabaseConfig, clients: [(config: ReplicaConfig, client: any ReplicaClient)],
+                          logger: Logger) throws -> ReplicaLease? {
+        guard let config = dbc.lease else { return nil }
+        do { try dbc.checkLease() } catch let e as ReplicationError { throw e.wrapped("database \(dbc.path): lease") }
+        guard let holder = clients.first(where: { $0.config.name == dbc.leaseReplica?.name }) else { return nil }
+        guard let capable = holder.client as? any LeaseCapableClient else {
+            throw ReplicationError(.config, "database \(dbc.path): lease: replica \(goQuote(holder.config.name)) (\(holder.client.type)) "
+                + "has no compare-and-swap write to hold a lease; put the lease on an s3 or file replica (lease.replica)")
+        }
+        return ReplicaLease(databasePath: dbc.path, store: try capable.leaseStore(timeout: config.ttl / 3), config: config,
+                            logger: logger)
+    }
+
+    /// Every configured lease, in database order.
+    public var leases: [ReplicaLease] { entries.compactMap(\.lease) }
+
+    /// Takes every lease in database order (the same order in every launcher, so two of them never hold one lease
+    /// each while waiting for the other's) and starts renewing each as soon as it is taken.
+    /// - Throws: what `ReplicaLease.acquire` throws; leases already taken are released first.
+    public func acquireLeases(shouldStop: @escaping @Sendable () -> Bool = { false }) throws {
+        for (i, lease) in leases.enumerated() {
+            do {
+                try lease.acquire(shouldStop: shouldStop)
+            } catch {
+                for taken in leases[..<i] { taken.release() }
+                throw error
+            }
+            lease.startRenewing()
+        }
+    }
+
+    /// Releases every lease still held (nothing may write to the replicas any more); lost leases are left alone.
+    public func releaseLeases() {
+        for lease in leases { lease.release() }
+    }
+
+    /// The first lease that is lost, with the reason, or nil.
+    public var lostLease: (lease: ReplicaLease, reason: String)? {
+        for lease in leases { if let r = lease.lossReason { return (lease, r) } }
+        return nil
     }
 
     /// Rejects a configuration that lists one database file twice (under two spellings, through a symbolic link or
@@ -113,6 +161,7 @@ public final class Replicator: @unchecked Sendable {
                 logger.warning("\(db.path): database busy at startup, retrying: \(e.message)")
                 db.notifyChanged()
             }
+            e.lease?.setGenerationSource { db.position?.generation.name }
             for r in e.replicas {
                 logger.info("replicating to: name=\"\(r.name)\" type=\"\(r.client.type)\" path=\"\(r.client.location)\"")
                 r.start()
@@ -140,6 +189,14 @@ public final class Replicator: @unchecked Sendable {
                 }
             }
             do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
+            // Only now is no write of this database in flight: the next holder may start.
+            if let lease = e.lease {
+                if let lost = lease.lossReason {
+                    failures.append("final sync of \(db.path) stopped: \(lost)")
+                } else {
+                    lease.release()
+                }
+            }
         }
         return failures
     }

@@ -42,9 +42,9 @@ public final class S3ReplicaClient: ReplicaClient {
     public let partSize: UInt64
     /// Signing credentials, asked for at every attempt (temporary ones are refreshed before they expire).
     public let credentials: S3CredentialProvider
-    private let http: CurlHTTPClient
+    let http: CurlHTTPClient
     private let region: Locked<String?>
-    private let logger: Logger
+    let logger: Logger
 
     public var type: String { "s3" }
 
@@ -186,12 +186,13 @@ public final class S3ReplicaClient: ReplicaClient {
     /// S3 error codes that mean temporary credentials expired or were revoked: invalidate them and retry once.
     static let staleCredentialCodes: Set<String> = ["ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"]
 
-    /// Sends a signed request and returns the 2xx response; any other status becomes a `ReplicationError`.
-    /// Credentials are taken from the provider for every attempt; a 403 for stale temporary credentials
-    /// invalidates them and the request is sent once more with fresh ones.
-    private func send(_ method: String, key: String, query: [(String, String?)] = [], headers: [(String, String)] = [],
-                      body: HTTPBody = .empty, payloadSHA256: String = Digest.emptySHA256,
-                      sink: HTTPResponseSink = .memory(limit: 16 << 20), what: String? = nil) throws -> HTTPResponse {
+    /// Sends a signed request and returns the 2xx response (or one whose status is in `accepting`); any other
+    /// status becomes a `ReplicationError`. Credentials are taken from the provider for every attempt; a 403 for
+    /// stale temporary credentials invalidates them and the request is sent once more with fresh ones.
+    func send(_ method: String, key: String, query: [(String, String?)] = [], headers: [(String, String)] = [],
+              body: HTTPBody = .empty, payloadSHA256: String = Digest.emptySHA256,
+              sink: HTTPResponseSink = .memory(limit: 16 << 20), what: String? = nil,
+              accepting: Set<Int> = []) throws -> HTTPResponse {
         let region = try resolvedRegion()
         let addr = address(key: key, query: query, region: region)
         var refreshed = false
@@ -214,7 +215,7 @@ public final class S3ReplicaClient: ReplicaClient {
             } catch {
                 throw ReplicationError(.io, "s3: " + scrub(error.oneLine))
             }
-            if (200..<300).contains(resp.status) { return resp }
+            if (200..<300).contains(resp.status) || accepting.contains(resp.status) { return resp }
             var r = resp
             if case .file(let fd) = sink { r.body = Self.readHead(fd, limit: 64 << 10) }
             if r.status == 403, credentials.isTemporary, !refreshed,
@@ -236,7 +237,7 @@ public final class S3ReplicaClient: ReplicaClient {
     }
 
     /// One line for a non-2xx response: method, bucket/key, status, S3 error code and message; never a secret.
-    private func httpFailure(_ method: String, _ key: String, _ resp: HTTPResponse, what: String? = nil) -> ReplicationError {
+    func httpFailure(_ method: String, _ key: String, _ resp: HTTPResponse, what: String? = nil) -> ReplicationError {
         let err = S3XML.parse(resp.body)
         let code = err?.value("Code") ?? (resp.status == 404 ? "NotFound" : "")
         var detail = err?.value("Message") ?? ""

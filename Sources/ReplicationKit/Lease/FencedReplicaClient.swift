@@ -1,0 +1,57 @@
+/// A replica client whose every write and delete first checks the database's lease (`ReplicaLease.checkWritable`):
+/// once the lease may have passed to another launcher, nothing more reaches the replica. Reads pass through.
+public final class FencedReplicaClient: ReplicaClient {
+    /// The client that does the work.
+    public let base: any ReplicaClient
+    /// The lease that guards it.
+    public let lease: ReplicaLease
+
+    /// Wraps `base` behind `lease`.
+    public init(_ base: any ReplicaClient, lease: ReplicaLease) {
+        self.base = base
+        self.lease = lease
+    }
+
+    public var type: String { base.type }
+    public var location: String { base.location }
+
+    public func generations() throws -> [Generation] { try base.generations() }
+    public func snapshots(generation: Generation) throws -> [SnapshotInfo] { try base.snapshots(generation: generation) }
+    public func walSegments(generation: Generation) throws -> [WALSegmentInfo] { try base.walSegments(generation: generation) }
+    public func openSnapshot(_ snapshot: SnapshotInfo) throws -> any ByteSource { try base.openSnapshot(snapshot) }
+    public func openWALSegment(_ segment: WALSegmentInfo) throws -> any ByteSource { try base.openWALSegment(segment) }
+    public func objectName(snapshot: SnapshotInfo) -> String { base.objectName(snapshot: snapshot) }
+    public func objectName(segment: WALSegmentInfo) -> String { base.objectName(segment: segment) }
+
+    public func writeSnapshot(generation: Generation, index: UInt32, body: ObjectBody) throws -> SnapshotInfo {
+        try lease.checkWritable()
+        return try base.writeSnapshot(generation: generation, index: index) { sink in
+            try withoutActuallyEscaping(sink) { try body($0) }
+            // Staging may take long for a big snapshot: look again before the upload starts.
+            try lease.checkWritable()
+        }
+    }
+
+    public func writeWALSegment(position: WALPosition, body: ObjectBody) throws -> WALSegmentInfo {
+        try lease.checkWritable()
+        return try base.writeWALSegment(position: position) { sink in
+            try withoutActuallyEscaping(sink) { try body($0) }
+            try lease.checkWritable()
+        }
+    }
+
+    public func deleteGeneration(_ generation: Generation) throws {
+        try lease.checkWritable()
+        try base.deleteGeneration(generation)
+    }
+
+    public func deleteSnapshot(_ snapshot: SnapshotInfo) throws {
+        try lease.checkWritable()
+        try base.deleteSnapshot(snapshot)
+    }
+
+    public func deleteWALSegments(_ segments: [WALSegmentInfo]) throws {
+        try lease.checkWritable()
+        try base.deleteWALSegments(segments)
+    }
+}
