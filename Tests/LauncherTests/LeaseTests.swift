@@ -25,8 +25,41 @@ extension ReplicationIntegrationTests {
             let launcher: RunningProcess
         }
 
+        /// Where the deploys replicate: a replica URL, or replica lines for a config file (backends whose URL
+        /// cannot name a test endpoint).
+        enum Target {
+            case url(String)
+            case yaml([String])
+
+            var label: String {
+                switch self {
+                case .url(let u): return String(u.prefix { $0 != ":" })
+                case .yaml(let lines):
+                    let text = lines.joined()
+                    return ["abs", "gs", "s3", "file"].first { text.contains($0 + "://") } ?? "config"
+                }
+            }
+
+            /// The arguments naming database `db` and this replica (writing `<db>.yml` for the config form).
+            func arguments(db: String) throws -> [String] {
+                switch self {
+                case .url(let u): return [db, u]
+                case .yaml(let lines):
+                    let cfg = db + ".yml"
+                    try (["dbs:", "  - path: \"\(db)\"", "    replicas:"] + lines.map { "      " + $0 })
+                        .joined(separator: "\n").appending("\n").write(toFile: cfg, atomically: true, encoding: .utf8)
+                    return ["-config", cfg]
+                }
+            }
+        }
+
         /// Starts `launcher replicate -lease-ttl 4s -exec "python3 lease_app.py NAME" DB URL` on a fresh volume.
         static func deploy(_ sb: H.Sandbox, _ name: String, url: String, env: [String: String] = ProcessInfo.processInfo.environment,
+                           extra: [String] = []) throws -> Deploy {
+            try deploy(sb, name, target: .url(url), env: env, extra: extra)
+        }
+
+        static func deploy(_ sb: H.Sandbox, _ name: String, target: Target, env: [String: String] = ProcessInfo.processInfo.environment,
                            extra: [String] = []) throws -> Deploy {
             let dir = sb.path(name)
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -34,7 +67,7 @@ extension ReplicationIntegrationTests {
             e["LEASE_APP_ACKS"] = sb.path("acks.log")
             let db = dir + "/app.db"
             let args = ["replicate", "-lease-ttl", "\(Int(ttl))s", "-shutdown-timeout", "30s"] + extra
-                + ["-exec", "python3 -u \(appScript) \(name)", db, url]
+                + ["-exec", "python3 -u \(appScript) \(name)"] + (try target.arguments(db: db))
             let p = try RunningProcess(TestSupport.launcher, args, outputPath: sb.path("\(name).log"), environment: e)
             return Deploy(name: name, db: db, launcher: p)
         }
@@ -81,9 +114,19 @@ extension ReplicationIntegrationTests {
 
         /// Restores `url` and returns the `(app, seq)` pairs it holds; the restore must pass its integrity check.
         static func restoredRows(_ sb: H.Sandbox, _ url: String, env: [String: String]) throws -> Set<String> {
+            try restoredRows(sb, .url(url), env: env)
+        }
+
+        /// Restores the replica of `target` (through deploy A's config for the config form).
+        static func restoredRows(_ sb: H.Sandbox, _ target: Target, env: [String: String]) throws -> Set<String> {
             let out = sb.path("restored-\(UUID().uuidString.prefix(6)).db")
-            let r = try runCommand(TestSupport.launcher, ["restore", "-o", out, url], timeout: 120, environment: env)
-            guard r.status == 0 else { throw TestFailure("restore \(url) failed (\(r.status)):\n\(r.output)") }
+            let source: [String]
+            switch target {
+            case .url(let u): source = [u]
+            case .yaml: source = ["-config", sb.path("a/app.db.yml"), sb.path("a/app.db")]
+            }
+            let r = try runCommand(TestSupport.launcher, ["restore", "-o", out] + source, timeout: 120, environment: env)
+            guard r.status == 0 else { throw TestFailure("restore \(source) failed (\(r.status)):\n\(r.output)") }
             #expect(try sqlite(out, "PRAGMA integrity_check;") == "ok")
             return Set(try sqlite(out, "SELECT app || ' ' || seq FROM rows;").split(separator: "\n").map(String.init))
         }
@@ -92,13 +135,17 @@ extension ReplicationIntegrationTests {
         /// release); B takes the lease within a second, restores A's data, starts its app. Every row either app
         /// acknowledged is in the final restore, and B's app started after A's stopped.
         static func overlappingDeploy(url: String, env: [String: String]) throws {
+            try overlappingDeploy(target: .url(url), env: env)
+        }
+
+        static func overlappingDeploy(target: Target, env: [String: String]) throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
-            let a = try deploy(sb, "a", url: url, env: env, extra: ["-addr", "127.0.0.1:0"])
+            let a = try deploy(sb, "a", target: target, env: env, extra: ["-addr", "127.0.0.1:0"])
             defer { if a.launcher.process.isRunning { a.launcher.signal(SIGKILL) } }
             #expect(a.launcher.waitForOutput("exec process started", timeout: 60), "\(H.tail(a.launcher.output))")
             #expect(waitForRows(sb, "a", 50), "\(H.tail(a.launcher.output))")
-            let b = try deploy(sb, "b", url: url, env: env, extra: ["-addr", "127.0.0.1:0"])
+            let b = try deploy(sb, "b", target: target, env: env, extra: ["-addr", "127.0.0.1:0"])
             defer { if b.launcher.process.isRunning { b.launcher.signal(SIGKILL) } }
             #expect(b.launcher.waitForOutput("waiting for the lease on", timeout: 30), "\(H.tail(b.launcher.output))")
 
@@ -126,7 +173,7 @@ extension ReplicationIntegrationTests {
             if let released, let taken {
                 let handover = taken.timeIntervalSince(released)
                 #expect(handover >= 0 && handover < 1, "handover took \(handover) s")
-                print("lease handover (\(url.prefix(5))): \(Int(handover * 1000)) ms after the release")
+                print("lease handover (\(target.label)): \(Int(handover * 1000)) ms after the release")
             }
             #expect(b.launcher.output.contains("restored \(b.db) from replica"), "\(H.tail(b.launcher.output))")
             #expect(waitForRows(sb, "b", 50), "\(H.tail(b.launcher.output))")
@@ -135,7 +182,7 @@ extension ReplicationIntegrationTests {
             let log = AppLog(sb.path("acks.log"))
             let aEnd = try #require(log.lastActivity("a")), bStart = try #require(log.starts["b"]?.ts)
             #expect(aEnd < bStart, "both apps ran at once: A active until \(aEnd), B started at \(bStart)")
-            let restored = try restoredRows(sb, url, env: env)
+            let restored = try restoredRows(sb, target, env: env)
             for app in ["a", "b"] {
                 let acked = (log.acked[app] ?? []).map { "\(app) \($0.seq)" }
                 let missing = acked.filter { !restored.contains($0) }
@@ -146,12 +193,16 @@ extension ReplicationIntegrationTests {
         /// A dies with its app (SIGKILL of both, as when a container is killed): B takes over after the ttl,
         /// never before, and the replica restores to a consistent database holding every row B acknowledged.
         static func killedHolder(url: String, env: [String: String], leaseFile: String? = nil) throws {
+            try killedHolder(target: .url(url), env: env, leaseFile: leaseFile)
+        }
+
+        static func killedHolder(target: Target, env: [String: String], leaseFile: String? = nil) throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
-            let a = try deploy(sb, "a", url: url, env: env)
+            let a = try deploy(sb, "a", target: target, env: env)
             defer { if a.launcher.process.isRunning { a.launcher.signal(SIGKILL) } }
             #expect(waitForRows(sb, "a", 50), "\(H.tail(a.launcher.output))")
-            let b = try deploy(sb, "b", url: url, env: env)
+            let b = try deploy(sb, "b", target: target, env: env)
             defer { if b.launcher.process.isRunning { b.launcher.signal(SIGKILL) } }
             #expect(b.launcher.waitForOutput("waiting for the lease on", timeout: 30), "\(H.tail(b.launcher.output))")
 
@@ -176,11 +227,11 @@ extension ReplicationIntegrationTests {
             // ttl after the last version it saw, plus at most one poll.
             #expect(after >= ttl * 2 / 3 - 0.1 && after <= ttl + 2, "B took over \(after) s after the kill (ttl \(ttl) s)")
             if let expiresAt { #expect(taken >= expiresAt, "B took over at \(taken), before A's lease expired at \(expiresAt)") }
-            print("lease takeover after a crash (\(url.prefix(5))): \(Int(after * 1000)) ms after the kill")
+            print("lease takeover after a crash (\(target.label)): \(Int(after * 1000)) ms after the kill")
             #expect(waitForRows(sb, "b", 50), "\(H.tail(b.launcher.output))")
             #expect(H.stop(b.launcher, timeout: 60) == 0, "\(H.tail(b.launcher.output))")
             let log = AppLog(sb.path("acks.log"))
-            let restored = try restoredRows(sb, url, env: env)
+            let restored = try restoredRows(sb, target, env: env)
             let missing = (log.acked["b"] ?? []).map { "b \($0.seq)" }.filter { !restored.contains($0) }
             #expect(missing.isEmpty, "\(missing.count) acknowledged rows of b are not in the restore")
         }
@@ -210,6 +261,37 @@ extension ReplicationIntegrationTests {
         @Test func s3KilledHolderIsTakenOverAfterTheTTL() throws {
             guard let s = S3.server() else { return }
             try Self.killedHolder(url: s.url(S3.prefix("lease-kill")), env: S3.launcherEnvironment(s))
+        }
+
+        // MARK: - GCS and Azure Blob (preconditions enforced by the test servers, see Tests/README.md)
+
+        @Test func gcsOverlappingDeployHandsOverWithinASecond() throws {
+            guard let s = ReplicationIntegrationTests.GCSLauncherTests.server() else { return }
+            try Self.overlappingDeploy(url: s.url(ReplicationIntegrationTests.GCSLauncherTests.prefix("lease")),
+                                       env: ReplicationIntegrationTests.GCSLauncherTests.environment(s))
+        }
+
+        @Test func gcsKilledHolderIsTakenOverAfterTheTTL() throws {
+            guard let s = ReplicationIntegrationTests.GCSLauncherTests.server() else { return }
+            try Self.killedHolder(url: s.url(ReplicationIntegrationTests.GCSLauncherTests.prefix("lease-kill")),
+                                  env: ReplicationIntegrationTests.GCSLauncherTests.environment(s))
+        }
+
+        static func azureTarget(_ s: ReplicationIntegrationTests.AzureLauncherTests.Server, _ tag: String) -> Target {
+            .yaml(["- url: \"abs://\(s.account)@\(s.container)/\(ReplicationIntegrationTests.AzureLauncherTests.prefix(tag))\"",
+                   "  endpoint: \"\(s.endpoint)\""])
+        }
+
+        @Test func azureOverlappingDeployHandsOverWithinASecond() throws {
+            guard let s = ReplicationIntegrationTests.AzureLauncherTests.server() else { return }
+            try Self.overlappingDeploy(target: Self.azureTarget(s, "lease"),
+                                       env: ReplicationIntegrationTests.AzureLauncherTests.environment(key: s.key))
+        }
+
+        @Test func azureKilledHolderIsTakenOverAfterTheTTL() throws {
+            guard let s = ReplicationIntegrationTests.AzureLauncherTests.server() else { return }
+            try Self.killedHolder(target: Self.azureTarget(s, "lease-kill"),
+                                  env: ReplicationIntegrationTests.AzureLauncherTests.environment(key: s.key))
         }
 
         /// A loses the store (the proxy stalls every connection) while B still reaches it: A stops its uploads

@@ -6,7 +6,9 @@
 
 Storage (path-style, /ACCOUNT/container/blob): Create Container, Put Blob (BlockBlob, Content-MD5 checked),
 Put Block (equal-length block ids), Put Block List, Get Blob (+ x-ms-range/Range -> 206), Get Blob Properties,
-Delete Blob, List Blobs (prefix, delimiter, marker, maxresults; Creation-Time). Authorisation:
+Delete Blob, List Blobs (prefix, delimiter, marker, maxresults; Creation-Time). Conditions of Put Blob and Delete
+Blob: If-None-Match: * on an existing blob -> 409 BlobAlreadyExists; If-Match: ETAG on a missing blob or another
+ETag -> 412 ConditionNotMet. Authorisation:
   SharedKey  the Authorization header must equal what SharedKeyCredentialPolicy computes for the request;
   SAS        sig must equal the signature the SDK's SAS generator computes from the token's own fields (container
              or account SAS), inside st..se, with the permission the operation needs (r w d l c);
@@ -251,12 +253,16 @@ class H(BaseHTTPRequestHandler):
                 return self.err(400, "InvalidHeaderValue", "x-ms-blob-type")
             if self.headers.get("If-None-Match") == "*" and bname in c:
                 return self.err(409, "BlobAlreadyExists")
+            if self.condition_fails(c, bname):
+                return self.err(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.")
             count("put_blob", bname)
             return self.store(c, bname, body, now)
         if bname not in c:
             return self.err(404, "BlobNotFound", "The specified blob does not exist.")
         b = c[bname]
         if self.command == "DELETE":
+            if self.condition_fails(c, bname):
+                return self.err(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.")
             del c[bname]
             return self.send(202)
         data = b["data"]
@@ -276,6 +282,10 @@ class H(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             return self.end_headers()
         return self.send(200, data, hdr)
+
+    def condition_fails(self, c, bname):
+        want = self.headers.get("If-Match")
+        return want is not None and want != "*" and (bname not in c or c[bname]["etag"] != want)
 
     def store(self, c, bname, data, now):
         created = c[bname]["created"] if bname in c else now

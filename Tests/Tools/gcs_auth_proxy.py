@@ -22,6 +22,11 @@ Listens on 127.0.0.1 (ephemeral port, written to --port-file) and serves:
   POST /__bucket?name=B                  create bucket B upstream (test setup, no token needed).
   anything else     storage: needs `Authorization: Bearer <token issued here, unexpired>`, else 401 with a
                     Google JSON error; then forwarded to --upstream.
+
+fake-gcs-server ignores `ifGenerationMatch`, so the proxy enforces it as Google documents it, for uploads (query
+`name`), object GETs and DELETEs: the object's current generation is read from upstream and, unless it equals
+the condition (`0`: the object must not exist), the answer is 412 conditionNotMet. Check and request run under
+one lock, so concurrent conditional writes are serialised as GCS does.
 """
 import argparse, base64, http.client, json, os, re, secrets, sys, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +53,7 @@ fetches = {}
 storage = {"accepted": 0, "rejected": 0, "faulted": 0}
 faults = {}        # bucket -> mode
 seen_chunks = set()  # (bucket, Content-Range) of chunks already failed once in chunk503 mode
+conditional = threading.Lock()  # one ifGenerationMatch check-and-request at a time
 PORT = 0
 
 
@@ -178,7 +184,31 @@ class H(BaseHTTPRequestHandler):
         with lock:
             storage["accepted"] += 1
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "authorization"}
-        return self.forward(self.command, self.path, self.body(), headers)
+        q = urllib.parse.parse_qs(url.query)
+        want = q.get("ifGenerationMatch", [None])[0]
+        obj = re.match(r"^/storage/v1/b/[^/]+/o/(.+)$", url.path)
+        name = q.get("name", [None])[0] if url.path.startswith("/upload/") else (urllib.parse.unquote(obj.group(1)) if obj else None)
+        if want is None or name is None:
+            return self.forward(self.command, self.path, self.body(), headers)
+        body = self.body()
+        with conditional:
+            current = self.generation(bucket, name)
+            if (want == "0" and current is not None) or (want != "0" and current != want):
+                return self.google_error(412, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
+            return self.forward(self.command, self.path, body, headers)
+
+    def generation(self, bucket, name):
+        """The current generation of bucket/name upstream, None when it does not exist."""
+        conn = http.client.HTTPConnection(UP_HOST, int(UP_PORT), timeout=60)
+        try:
+            conn.request("GET", "/storage/v1/b/%s/o/%s" % (urllib.parse.quote(bucket, safe=""), urllib.parse.quote(name, safe="")))
+            r = conn.getresponse()
+            data = r.read()
+        finally:
+            conn.close()
+        if r.status == 404:
+            return None
+        return str(json.loads(data).get("generation"))
 
     def forward(self, method, path, body, headers):
         conn = http.client.HTTPConnection(UP_HOST, int(UP_PORT), timeout=120)

@@ -168,7 +168,7 @@ public final class ReplicaLease: Sendable {
                                            metadata: ["db": "\(databasePath)"])
                             return
                         }
-                        continue
+                        // Another waiter won the race: it holds the lease now; look again after a poll.
                     }
                     state.withLock { $0.status = .waiting(holder: rec.owner, expiresAt: rec.expiresAt) }
                     if lastLog == nil || now - lastLog! >= Self.waitLogInterval {
@@ -178,13 +178,11 @@ public final class ReplicaLease: Sendable {
                     }
                 } else if try take(replacing: nil) {
                     return
-                } else {
-                    continue
                 }
                 lastStoreError = nil
             } catch let e as ReplicationError where e.code != .corrupt {
                 if lastStoreError != e.message {
-                    logger.error("cannot read the lease on \(store.location), retrying: \(e.message)", metadata: ["db": "\(databasePath)"])
+                    logger.error("lease on \(store.location): \(e.message); retrying", metadata: ["db": "\(databasePath)"])
                     lastStoreError = e.message
                 }
             }

@@ -69,7 +69,7 @@ public final class Replicator: @unchecked Sendable {
         guard let holder = clients.first(where: { $0.config.name == dbc.leaseReplica?.name }) else { return nil }
         guard let capable = holder.client as? any LeaseCapableClient else {
             throw ReplicationError(.config, "database \(dbc.path): lease: replica \(goQuote(holder.config.name)) (\(holder.client.type)) "
-                + "has no compare-and-swap write to hold a lease; put the lease on an s3 or file replica (lease.replica)")
+                + "has no compare-and-swap write to hold a lease; put the lease on an s3, gs, abs or file replica (lease.replica)")
         }
         return ReplicaLease(databasePath: dbc.path, store: try capable.leaseStore(timeout: config.ttl / 3), config: config,
                             logger: logger)

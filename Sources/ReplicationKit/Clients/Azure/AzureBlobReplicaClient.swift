@@ -163,10 +163,12 @@ public final class AzureBlobReplicaClient: ReplicaClient {
         return AzureRedaction.scrub(text, secrets: secrets)
     }
 
-    /// Sends an authorised request and returns the 2xx response; any other status becomes a `ReplicationError`.
-    /// A bearer token the server rejects (401, or 403 AuthenticationFailed) is dropped and fetched again once.
+    /// Sends an authorised request and returns the 2xx response (or one whose status is in `accepting`); any other
+    /// status becomes a `ReplicationError`. A bearer token the server rejects (401, or 403 AuthenticationFailed) is
+    /// dropped and fetched again once.
     func send(_ method: String, blob: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
-              body: HTTPBody = .empty, sink: HTTPResponseSink = .memory(limit: 16 << 20), what: String) throws -> HTTPResponse {
+              body: HTTPBody = .empty, sink: HTTPResponseSink = .memory(limit: 16 << 20), what: String,
+              accepting: Set<Int> = []) throws -> HTTPResponse {
         let addr = address(blob: blob, query: query)
         var refetched = false
         while true {
@@ -193,7 +195,7 @@ public final class AzureBlobReplicaClient: ReplicaClient {
             } catch {
                 throw ReplicationError(.io, scrub("abs: \(what): \(error.oneLine)"))
             }
-            if (200..<300).contains(resp.status) { return resp }
+            if (200..<300).contains(resp.status) || accepting.contains(resp.status) { return resp }
             var r = resp
             if case .file(let fd) = sink { r.body = Self.readHead(fd, limit: 64 << 10) }
             let code = Self.errorCode(r)

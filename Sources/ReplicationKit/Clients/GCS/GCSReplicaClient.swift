@@ -125,7 +125,7 @@ public final class GCSReplicaClient: ReplicaClient {
         return resp
     }
 
-    private func sendOnce(_ method: String, url: String, headers: [(String, String)], body: HTTPBody,
+    func sendOnce(_ method: String, url: String, headers: [(String, String)], body: HTTPBody,
                           sink: HTTPResponseSink, what: String) throws -> HTTPResponse {
         let token: String?
         do { token = try credentials.token() } catch { throw ReplicationError(.io, "gs: \(what): \(error.oneLine)") }
