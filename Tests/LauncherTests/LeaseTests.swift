@@ -236,7 +236,44 @@ extension ReplicationIntegrationTests {
             #expect(missing.isEmpty, "\(missing.count) acknowledged rows of b are not in the restore")
         }
 
+        /// Two launchers started at the same moment on an empty replica: one runs its app, the other waits until
+        /// the first stops, then restores its rows; the apps never overlap.
+        static func simultaneousStart(target: Target, env: [String: String]) throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let a = try deploy(sb, "a", target: target, env: env)
+            let b = try deploy(sb, "b", target: target, env: env)
+            defer { for d in [a, b] where d.launcher.process.isRunning { d.launcher.signal(SIGKILL) } }
+            var first: Deploy?
+            #expect(poll(timeout: 60) {
+                first = [a, b].first { $0.launcher.output.contains("exec process started") }
+                return first != nil
+            }, "A:\n\(H.tail(a.launcher.output))\nB:\n\(H.tail(b.launcher.output))")
+            let winner = try #require(first), loser = winner.name == "a" ? b : a
+            #expect(loser.launcher.waitForOutput("waiting for the lease on", timeout: 30), "\(H.tail(loser.launcher.output))")
+            #expect(waitForRows(sb, winner.name, 30), "\(H.tail(winner.launcher.output))")
+            #expect(!loser.launcher.output.contains("exec process started"), "both launchers started their apps")
+            #expect(H.stop(winner.launcher, timeout: 60) == 0, "\(H.tail(winner.launcher.output))")
+            #expect(loser.launcher.waitForOutput("exec process started", timeout: 30), "\(H.tail(loser.launcher.output))")
+            #expect(waitForRows(sb, loser.name, 30), "\(H.tail(loser.launcher.output))")
+            #expect(H.stop(loser.launcher, timeout: 60) == 0, "\(H.tail(loser.launcher.output))")
+            let log = AppLog(sb.path("acks.log"))
+            let winnerEnd = try #require(log.lastActivity(winner.name)), loserStart = try #require(log.starts[loser.name]?.ts)
+            #expect(winnerEnd < loserStart, "both apps ran at once")
+            let restored = try restoredRows(sb, target, env: env)
+            for app in ["a", "b"] {
+                let missing = (log.acked[app] ?? []).map { "\(app) \($0.seq)" }.filter { !restored.contains($0) }
+                #expect(missing.isEmpty, "\(missing.count) acknowledged rows of \(app) are not in the restore")
+            }
+        }
+
         // MARK: - file backend
+
+        @Test func fileSimultaneousStartRunsOneAppAtATime() throws {
+            let root = try TestSupport.makeTempDir()
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            try Self.simultaneousStart(target: .url("file://" + root + "/replica"), env: ProcessInfo.processInfo.environment)
+        }
 
         @Test func fileOverlappingDeployHandsOverWithinASecond() throws {
             let root = try TestSupport.makeTempDir()
@@ -256,6 +293,11 @@ extension ReplicationIntegrationTests {
         @Test func s3OverlappingDeployHandsOverWithinASecond() throws {
             guard let s = S3.server() else { return }
             try Self.overlappingDeploy(url: s.url(S3.prefix("lease")), env: S3.launcherEnvironment(s))
+        }
+
+        @Test func s3SimultaneousStartRunsOneAppAtATime() throws {
+            guard let s = S3.server() else { return }
+            try Self.simultaneousStart(target: .url(s.url(S3.prefix("lease-race"))), env: S3.launcherEnvironment(s))
         }
 
         @Test func s3KilledHolderIsTakenOverAfterTheTTL() throws {
