@@ -46,4 +46,29 @@ extension ReplicationIntegrationTests.S3LauncherTests {
         try Self.expectRestoreEqualsSource(sb, config: direct, db: db, env: env, name: "outage",
                                            context: "launcher log:\n\(H.tail(launcher.output, 40))")
     }
+
+    /// A store that hangs at shutdown (every connection stalled) cannot hold the launcher past its deadline: the
+    /// uploads in flight are aborted, the final sync returns its failures (named per replica) and the launcher
+    /// exits through its normal path with a failing status, within the deadline plus the abort grace.
+    @Test func aHungStoreAtShutdownIsAbortedAtTheDeadline() throws {
+        guard let s = Self.server() else { return }
+        let sb = try H.Sandbox()
+        let procs = Procs()
+        defer { procs.cleanup(); sb.cleanup() }
+        let (env, proxy, db, cfg, _) = try Self.proxiedSetup(s, sb, procs, name: "abort", maxSeconds: 120)
+        let launcher = try Self.startReplicate(sb, procs, ["-config", cfg, "-shutdown-timeout", "3s"], env: env, log: "launcher.log")
+        #expect(launcher.waitForOutput("snapshot written", timeout: 30), "\(H.tail(launcher.output))")
+        try proxy.set("stall")
+        try H.runWriter(db, count: 200)
+        let stopped = Date()
+        launcher.signal(SIGTERM)
+        let status = launcher.wait(timeout: 30)
+        let took = Date().timeIntervalSince(stopped)
+        #expect(status == 1, "\(H.tail(launcher.output))")
+        #expect(took < 3 + 2 + 2, "the launcher took \(took) s to exit")
+        #expect(launcher.output.contains("aborting the uploads in flight"), "\(H.tail(launcher.output))")
+        #expect(launcher.output.contains("aborted: final sync deadline passed"), "\(H.tail(launcher.output))")
+        #expect(launcher.output.contains("final sync of \(db) to replica"), "\(H.tail(launcher.output))")
+        #expect(launcher.output.contains("exiting with status 1"), "\(H.tail(launcher.output))")
+    }
 }

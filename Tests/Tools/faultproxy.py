@@ -16,6 +16,7 @@ The control file holds one word, re-read every 50 ms (a missing or empty file me
     503    answer each new request with `HTTP/1.1 503 Slow Down` (S3 XML body, SlowDown)
     hold-put  forward PUT bodies (Content-Length) up to their middle, then hold them there while the mode
            lasts (an upload caught in the middle); everything else is forwarded
+    delay-N  forward everything, each request N milliseconds after its head arrived (store latency)
 
 Requests are counted by parsing the client side of each connection (request line and headers, then a
 Content-Length or chunked body). The stats file is rewritten atomically (JSON) whenever a counter changes:
@@ -69,7 +70,7 @@ class State:
         except OSError:
             word = ""
         word = word or "pass"
-        if word not in MODES:
+        if word not in MODES and not (word.startswith("delay-") and word[6:].isdigit()):
             log("ignoring unknown mode %r" % word)
             return
         if word != self.mode:
@@ -257,6 +258,8 @@ class Conn:
                 self.state.bump("faulted")
                 self.answer_error(mode)
                 return
+            if mode.startswith("delay-"):
+                time.sleep(int(mode[6:]) / 1000.0)
             self.state.bump("forwarded")
             if not self.send(self.upstream, head):
                 return

@@ -163,23 +163,45 @@ final class Supervisor {
             case .syncFailed:
                 logger.error("final sync failed; litestream shut down")
             case .timedOut:
-                logger.error("final sync did not finish within \(shutdownTimeout.map(GoDuration.format) ?? "its deadline")")
-                reportUnsynced()
+                logger.error("final sync did not finish within \(shutdownTimeout.map(GoDuration.format) ?? "its deadline"); aborting the uploads in flight")
+                abortFinalSync(reason: "final sync deadline passed")
             case .interrupted:
-                logger.error("final sync cut short by a second stop signal")
-                reportUnsynced()
+                logger.error("final sync cut short by a second stop signal; aborting the uploads in flight")
+                abortFinalSync(reason: "final sync cut short")
             case .leaseLost:
                 logger.error("lease lost: nothing more is written to the replicas; another launcher owns them now")
             }
             logger.info("exiting with status \(code)")
-            if reason == .timedOut || reason == .interrupted || reason == .leaseLost {
-                // The sync thread is still blocked in I/O; leave without running exit handlers under its feet.
+            if reason == .leaseLost || ((reason == .timedOut || reason == .interrupted) && finalSync?.failures.current == nil) {
+                // A sync thread is still blocked (in local I/O: transfers were aborted); leave without running exit
+                // handlers under its feet.
                 _exit(code)
             }
             return code
         }
         return nil
     }
+
+    /// Reports what each replica holds at the deadline, aborts every network transfer, and gives the final sync up to
+    /// `abortGrace` to come back with its failures (logged), so the process leaves through its normal path.
+    private func abortFinalSync(reason: String) {
+        reportUnsynced()
+        TransferAbort.trigger(reason: reason)
+        if let sync = finalSync {
+            let deadline = ContinuousClock.now + Self.abortGrace
+            while sync.failures.current == nil && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            if let failures = sync.failures.current {
+                for f in failures { logger.error("\(f)") }
+            } else {
+                logger.error("the final sync did not return within \(GoDuration.format(Self.abortGrace)) of the abort (blocked in local I/O)")
+            }
+        }
+    }
+
+    /// How long the final sync gets to return once its transfers are aborted.
+    static let abortGrace: Duration = .seconds(2)
 
     /// Logs, per database still open and replica, the position the replica holds and the local position that
     /// may not have made it (read without waiting: the sync thread may be blocked).

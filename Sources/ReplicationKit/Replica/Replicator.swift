@@ -169,33 +169,67 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
-    /// Stops watching, then runs a final sync of every database and every replica.
+    /// Databases whose final sync runs at the same time (`LAUNCHER_SYNC_CONCURRENCY`, default 16): each blocks a
+    /// thread on its uploads, so this bounds the threads while letting slow stores overlap.
+    public static var finalSyncConcurrency: Int {
+        let env = ProcessInfo.processInfo.environment["LAUNCHER_SYNC_CONCURRENCY"].flatMap { Int($0) }
+        return max(1, env ?? 16)
+    }
+
+    /// Stops watching, then runs a final sync of every database and every replica, `concurrency` databases at a
+    /// time (each on a thread of its own; within a database, its replicas one after the other).
     ///
-    /// Returns one line per failure naming the database and replica (empty when everything made it).
-    public func shutdown() -> [String] {
+    /// Returns one line per failure naming the database and replica (empty when everything made it), in
+    /// database order. `TransferAbort.trigger` makes the uploads in flight fail quickly, so this returns.
+    public func shutdown(concurrency: Int = Replicator.finalSyncConcurrency) -> [String] {
         watcher?.stop()
         // A follower has nothing to sync: it stops after the record it is applying.
         for f in followers { f.stop() }
+        let entries = self.entries
+        let failures = Locked([[String]](repeating: [], count: entries.count))
+        let next = Locked(0)
+        let workers = min(max(concurrency, 1), entries.count)
+        let done = DispatchGroup()
+        for _ in 0..<workers {
+            done.enter()
+            // The threads inherit the caller's signal mask (the supervisor's: everything blocked).
+            Thread.detachNewThread { [self] in
+                while true {
+                    let i = next.withLock { n -> Int in
+                        defer { n += 1 }
+                        return n
+                    }
+                    guard i < entries.count else { break }
+                    let f = finalSync(entries[i])
+                    failures.withLock { $0[i] = f }
+                }
+                done.leave()
+            }
+        }
+        done.wait()
+        return failures.current.flatMap { $0 }
+    }
+
+    /// The final sync of one database: its shadow WAL, then each replica, then close it and release its lease.
+    private func finalSync(_ e: Entry) -> [String] {
         var failures: [String] = []
-        for e in entries {
-            let db = e.database
-            do { try db.sync() } catch {
-                failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
+        let db = e.database
+        do { try db.sync() } catch {
+            failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
+        }
+        for r in e.replicas {
+            do { try r.stop(finalSync: true) } catch {
+                let synced = r.syncedPosition.current.map { "\($0)" } ?? "nothing"
+                failures.append("final sync of \(db.path) to replica \"\(r.name)\" (\(r.client.location)) failed; replica holds \(synced), local position \(db.position.map { "\($0)" } ?? "none"): \(error.oneLine)")
             }
-            for r in e.replicas {
-                do { try r.stop(finalSync: true) } catch {
-                    let synced = r.syncedPosition.current.map { "\($0)" } ?? "nothing"
-                    failures.append("final sync of \(db.path) to replica \"\(r.name)\" (\(r.client.location)) failed; replica holds \(synced), local position \(db.position.map { "\($0)" } ?? "none"): \(error.oneLine)")
-                }
-            }
-            do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
-            // Only now is no write of this database in flight: the next holder may start.
-            if let lease = e.lease {
-                if let lost = lease.lossReason {
-                    failures.append("final sync of \(db.path) stopped: \(lost)")
-                } else {
-                    lease.release()
-                }
+        }
+        do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
+        // Only now is no write of this database in flight: the next holder may start.
+        if let lease = e.lease {
+            if let lost = lease.lossReason {
+                failures.append("final sync of \(db.path) stopped: \(lost)")
+            } else {
+                lease.release()
             }
         }
         return failures

@@ -15,7 +15,7 @@ public final class FileDescriptor {
     public let path: String
     private var isClosed = false
 
-    private init(raw: Int32, path: String) {
+    init(raw: Int32, path: String) {
         self.raw = raw
         self.path = path
     }

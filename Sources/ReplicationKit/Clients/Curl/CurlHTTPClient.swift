@@ -223,10 +223,11 @@ public final class CurlHTTPClient: Sendable {
             set(rk_curl_setopt_long(h, CURLOPT_TCP_KEEPIDLE, seconds))
             set(rk_curl_setopt_long(h, CURLOPT_TCP_KEEPINTVL, max(1, seconds / 2)))
         }
+        // Every transfer polls for an abort (`TransferAbort`, and a stream receiver's `shouldStop`).
+        set(rk_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0))
+        set(rk_curl_setopt_xferinfo_function(h, curlProgressCallback))
+        set(rk_curl_setopt_pointer(h, CURLOPT_XFERINFODATA, ud))
         if case .stream = sink {
-            set(rk_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0))
-            set(rk_curl_setopt_xferinfo_function(h, curlProgressCallback))
-            set(rk_curl_setopt_pointer(h, CURLOPT_XFERINFODATA, ud))
             // Body bytes reach the receiver as soon as they arrive.
             set(rk_curl_setopt_long(h, CURLOPT_BUFFERSIZE, 256 * 1024))
         }
@@ -402,6 +403,10 @@ private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>, _ size: Int, _
 private func curlProgressCallback(_ ud: UnsafeMutableRawPointer?, _ dlTotal: curl_off_t, _ dlNow: curl_off_t,
                                   _ ulTotal: curl_off_t, _ ulNow: curl_off_t) -> Int32 {
     let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    if TransferAbort.isTriggered {
+        ctx.failure = (.aborted, "aborted: \(TransferAbort.reason)")
+        return 1
+    }
     if case .stream(let receiver) = ctx.sink, receiver.shouldStop() {
         ctx.failure = (.aborted, "stopped")
         return 1

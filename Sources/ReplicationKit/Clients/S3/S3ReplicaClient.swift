@@ -516,22 +516,3 @@ public final class S3ReplicaClient: ReplicaClient {
         try deleteObjects(segments.map { key(objectName(segment: $0)) })
     }
 }
-
-/// Unlinked temporary files for staged uploads and downloads (nothing is left behind on a crash).
-enum TempFile {
-    /// Creates a file in `$TMPDIR` (or `/tmp`), opens it read-write and unlinks it.
-    static func make() throws -> FileDescriptor {
-        let dir = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        for _ in 0..<16 {
-            let path = dir + "/rk-s3-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) + ".tmp"
-            do {
-                let fd = try FileDescriptor.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
-                unlink(path)
-                return fd
-            } catch let e as ReplicationError where e.message.contains("exists") {
-                continue
-            }
-        }
-        throw ReplicationError(.io, "s3: cannot create a temporary file in \(dir)")
-    }
-}

@@ -164,6 +164,9 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
             break
         }
         set(rk_curl_setopt_pointer(h, CURLOPT_ERRORBUFFER, ctx.errorBuffer))
+        // A shutdown past its deadline aborts the transfer (`TransferAbort`).
+        set(rk_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0))
+        set(rk_curl_setopt_xferinfo_function(h, sftpProgressCallback))
         set(rk_curl_setopt_write_function(h, sftpWriteCallback))
         set(rk_curl_setopt_pointer(h, CURLOPT_WRITEDATA, ud.toOpaque()))
         switch request {
@@ -277,6 +280,11 @@ private final class SFTPTransfer {
     }
 
     var errorText: String { String(cString: errorBuffer).trimmingCharacters(in: .whitespacesAndNewlines) }
+}
+
+private func sftpProgressCallback(_ ud: UnsafeMutableRawPointer?, _ dlTotal: curl_off_t, _ dlNow: curl_off_t,
+                                  _ ulTotal: curl_off_t, _ ulNow: curl_off_t) -> Int32 {
+    TransferAbort.isTriggered ? 1 : 0
 }
 
 private func sftpWriteCallback(_ ptr: UnsafeMutablePointer<CChar>, _ size: Int, _ n: Int,
