@@ -250,6 +250,85 @@ struct LeaseTests {
     }
 }
 
+/// A loopback TCP server that reads requests but never answers: a store that hangs. `received` turns true once a
+/// request's first bytes arrived.
+final class SilentServer: @unchecked Sendable {
+    // @unchecked: `fd` and `port` are set in init; `received` is a lock.
+    let fd: Int32
+    let port: Int
+    let received = Locked(false)
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, listen(fd, 16) == 0 else { throw TestFailure("cannot listen on loopback: errno \(errno)") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        let flag = received
+        Thread.detachNewThread {
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { return }
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while buf.withUnsafeMutableBytes({ read(c, $0.baseAddress, $0.count) }) > 0 { flag.withLock { $0 = true } }
+            close(c)
+        }
+    }
+
+    deinit { close(fd) }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+@Suite("Lease fence on transfers in flight")
+struct LeaseFenceTransferTests {
+    /// An upload already in flight when the lease stops being provable is aborted at curl's next progress
+    /// callback, not left to finish (or to hang until the stall timeout).
+    @Test func anUploadInFlightIsCutOffWhenTheLeaseIsLost() throws {
+        let (dir, clock, store) = try LeaseTests.fixture()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lease = LeaseTests.lease(store, clock, owner: "host-a:1")
+        try lease.acquire()
+        let server = try SilentServer()
+        let s3 = S3ReplicaClient(location: S3Location(bucket: "b", prefix: "p", endpoint: "http://127.0.0.1:\(server.port)"),
+                                 credentials: AWSCredentials(accessKeyID: "AKIDTEST", secretAccessKey: "secret"))
+        let fenced = FencedReplicaClient(s3, lease: lease)
+        let g = try #require(Generation(name: "0123456789abcdef"))
+        let result = Locked<Result<Void, any Error>?>(nil)
+        Thread.detachNewThread {
+            let r = Result {
+                _ = try fenced.writeWALSegment(position: WALPosition(generation: g, index: 0, offset: 0)) { sink in
+                    try [UInt8](repeating: 7, count: 1000).withUnsafeBytes { try sink($0) }
+                }
+            }
+            result.withLock { $0 = r }
+        }
+        // The request is out (the server never answers): the write is blocked in curl.
+        let sent = ContinuousClock.now + .seconds(10)
+        while !server.received.current && ContinuousClock.now < sent { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(server.received.current, "no request reached the server")
+        #expect(result.current == nil, "the write returned although the server never answered")
+        let lost = ContinuousClock.now
+        clock.advance(LeaseTests.ttl)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while result.current == nil && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        let took = ContinuousClock.now - lost
+        #expect(took < .seconds(3), "the upload was cut off \(took) after the loss")
+        #expect {
+            try result.current?.get()
+        } throws: { error in
+            error.oneLine.contains("aborted: lease lost")
+        }
+    }
+}
+
 /// The compare-and-swap every lease store must provide, against each real store: SeaweedFS enforces S3's
 /// conditional writes; the GCS proxy enforces `ifGenerationMatch` (fake-gcs-server ignores it); the Azure test
 /// server implements Put/Delete Blob conditions.

@@ -104,6 +104,7 @@ public final class ReplicaLease: Sendable {
         self.logger = logger
         self.owner = owner ?? "\(Self.hostName()):\(getpid())"
         self.instance = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        LeaseMetrics.for(path: databasePath).setHeld(until: nil)  // the series exist (at 0) while waiting
     }
 
     private var metrics: LeaseMetrics { LeaseMetrics.for(path: databasePath) }

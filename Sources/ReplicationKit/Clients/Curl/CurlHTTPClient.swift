@@ -403,8 +403,8 @@ private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>, _ size: Int, _
 private func curlProgressCallback(_ ud: UnsafeMutableRawPointer?, _ dlTotal: curl_off_t, _ dlNow: curl_off_t,
                                   _ ulTotal: curl_off_t, _ ulNow: curl_off_t) -> Int32 {
     let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
-    if TransferAbort.isTriggered {
-        ctx.failure = (.aborted, "aborted: \(TransferAbort.reason)")
+    if let reason = TransferAbort.reasonToStop() {
+        ctx.failure = (.aborted, "aborted: \(reason)")
         return 1
     }
     if case .stream(let receiver) = ctx.sink, receiver.shouldStop() {

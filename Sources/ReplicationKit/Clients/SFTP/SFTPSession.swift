@@ -284,7 +284,7 @@ private final class SFTPTransfer {
 
 private func sftpProgressCallback(_ ud: UnsafeMutableRawPointer?, _ dlTotal: curl_off_t, _ dlNow: curl_off_t,
                                   _ ulTotal: curl_off_t, _ ulNow: curl_off_t) -> Int32 {
-    TransferAbort.isTriggered ? 1 : 0
+    TransferAbort.reasonToStop() == nil ? 0 : 1
 }
 
 private func sftpWriteCallback(_ ptr: UnsafeMutablePointer<CChar>, _ size: Int, _ n: Int,
