@@ -2,10 +2,11 @@ import Foundation
 import Testing
 
 /// Black-box tests of the operator's tools (issue 16) through the built `launcher`: `restore -config` for every
-/// database of a config, `-json` listings.
+/// database of a config, `-json` listings, `skip-remote-deletion`.
 extension ReplicationIntegrationTests {
     @Suite(.serialized) struct OperatorToolsTests {
         typealias H = ReplicationHarness
+        typealias S3 = S3LauncherTests
 
         /// Writes `count` rows into `db`, replicates it to `replica` and stops the launcher (exit 0 required).
         static func backUp(_ sb: H.Sandbox, db: String, replica: String, count: Int) throws {
@@ -214,6 +215,114 @@ extension ReplicationIntegrationTests {
                 #expect(r.stdout == "[]\n", "\(command) stdout: \(r.stdout)")
                 #expect(r.stderr.contains("s3: cannot ") && r.stderr.contains("Couldn't connect"), "\(command) stderr: \(r.stderr)")
             }
+        }
+
+        // MARK: - 3. skip-remote-deletion
+
+        /// Shadow WAL index directories of `db` (`<db>-litestream/generations/*/wal/*`).
+        static func shadowIndexes(_ db: String) -> Int {
+            let gens = db + "-litestream/generations"
+            return ((try? FileManager.default.contentsOfDirectory(atPath: gens)) ?? []).reduce(0) {
+                $0 + ((try? FileManager.default.contentsOfDirectory(atPath: gens + "/" + $1 + "/wal"))?.count ?? 0)
+            }
+        }
+
+        /// Two file replicas of one database with a 2 s retention checked every second and a snapshot every second:
+        /// the one with `skip-remote-deletion: true` keeps every snapshot and every WAL segment (nothing is logged
+        /// as deleted for it), the other is pruned; the local shadow WAL is still cleaned up to
+        /// `shadow-retention-count`, and the kept replica restores to the source.
+        @Test func skipRemoteDeletionKeepsEveryObjectWhileTheShadowIsCleaned() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("app.db"), keep = sb.path("rep-keep"), prune = sb.path("rep-prune")
+            let timing = ["retention: 2s", "retention-check-interval: 1s", "snapshot-interval: 1s"]
+            var yaml = ["dbs:", "  - path: \"\(db)\"", "    shadow-retention-count: 2", "    replicas:"]
+            yaml += ["      - name: keep", "        path: \"\(keep)\"", "        skip-remote-deletion: true"]
+            yaml += timing.map { "        " + $0 }
+            yaml += ["      - name: prune", "        path: \"\(prune)\""] + timing.map { "        " + $0 }
+            let cfg = sb.path("litestream.yml")
+            try (yaml.joined(separator: "\n") + "\n").write(toFile: cfg, atomically: true, encoding: .utf8)
+            try H.runWriter(db, count: 1)
+
+            let launcher = try H.startReplicate(sb, ["-config", cfg], log: "replicate.log")
+            #expect(!launcher.output.contains("unknown key"), "\(launcher.output)")
+            let writer = try sb.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 200, count: 1600, checkpointEvery: 150),
+                                      log: "writer.log")
+            try H.finishWriter(writer)
+            // Retention has pruned the other replica at least once after the load.
+            let pruned = poll(timeout: 30) {
+                launcher.output.split(separator: "\n").contains { $0.contains("deleted") && $0.contains("replica=prune") }
+            }
+            #expect(pruned, "no retention deletion on the control replica:\n\(H.tail(launcher.output))")
+            let shadow = Self.shadowIndexes(db)
+            #expect(H.stop(launcher) == 0, "launcher log:\n\(H.tail(launcher.output))")
+
+            let deletions = launcher.output.split(separator: "\n").filter { $0.contains("deleted") }
+            #expect(!deletions.contains { $0.contains("replica=keep") }, "\(deletions.joined(separator: "\n"))")
+            let kept = try H.replicaObjects(keep).objects, other = try H.replicaObjects(prune).objects
+            let keptSnapshots = kept.filter { $0.kind == .snapshot }.count
+            #expect(keptSnapshots >= 5, "kept replica holds \(keptSnapshots) snapshots")
+            #expect(keptSnapshots > other.filter { $0.kind == .snapshot }.count)
+            // Every WAL index from the first snapshot on is still there.
+            let keptIndexes = Set(kept.filter { $0.kind == .wal }.map(\.indexValue))
+            #expect(keptIndexes.min() == 0 && keptIndexes.count == Int(keptIndexes.max()! + 1) && keptIndexes.count >= 6,
+                    "kept WAL indexes: \(keptIndexes.sorted())")
+            #expect(other.filter { $0.kind == .wal }.map(\.indexValue).min() ?? 0 > 0, "control replica kept index 0")
+            // The local shadow is trimmed as usual: retention count 2, plus the index being written.
+            #expect(shadow <= 4, "\(shadow) shadow WAL indexes left (\(keptIndexes.count) on the replica)")
+
+            let out = sb.path("restored.db")
+            try H.restore(["-o", out, "-replica", "keep", "-config", cfg, db])
+            #expect(H.difference(expected: try H.eventRows(db), actual: try H.eventRows(out)) == nil)
+        }
+
+        /// The same on S3 through `faultproxy.py`: with a 2 s retention checked every second and a snapshot every
+        /// second, the launcher sends no DELETE and no multi-object delete (`POST ?delete`) at all, while the snapshots
+        /// pile up on the server, and the replica restores to the source.
+        @Test func skipRemoteDeletionSendsNoDeleteToS3() throws {
+            guard let s = S3.server() else { return }
+            let sb = try H.Sandbox()
+            let procs = S3.Procs()
+            defer { procs.cleanup(); sb.cleanup() }
+            let extra = ["retention: 2s", "retention-check-interval: 1s", "snapshot-interval: 1s", "skip-remote-deletion: true"]
+            let (env, proxy, db, cfg, direct) = try S3.proxiedSetup(s, sb, procs, name: "skipdel", maxSeconds: 300, extra: extra)
+
+            let launcher = try S3.startReplicate(sb, procs, ["-config", cfg], env: env, log: "replicate.log")
+            let writer = try procs.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 200, count: 1000, checkpointEvery: 150),
+                                         log: sb.path("writer.log"), env: env)
+            try H.finishWriter(writer)
+            // Let retention run a few more times (a listing each) once the first snapshots are older than 2 s.
+            func listings() -> Int { proxy.requestLines.filter { $0.contains(" GET ") && $0.contains("list-type=2") }.count }
+            let before = listings()
+            #expect(poll(timeout: 30) { listings() >= before + 6 }, "retention stopped listing:\n\(H.tail(launcher.output))")
+            #expect(H.stop(launcher) == 0, "launcher log:\n\(H.tail(launcher.output))")
+            let r = try runCommand(TestSupport.launcher, ["snapshots", "-config", direct, db], environment: env)
+            let snapshots = r.output.split(separator: "\n").count - 1
+            #expect(snapshots >= 4, "only \(snapshots) snapshots on the server:\n\(r.output)")
+
+            let requests = proxy.requestLines
+            let deletes = requests.filter { $0.contains(" DELETE ") || ($0.contains(" POST ") && $0.contains("delete")) }
+            #expect(deletes.isEmpty, "delete requests sent:\n\(deletes.prefix(10).joined(separator: "\n"))")
+            #expect(requests.filter { $0.contains(" PUT ") }.count >= 8, "\(requests.count) requests")
+            try S3.expectRestoreEqualsSource(sb, config: direct, db: db, env: env, name: "skipdel",
+                                             context: H.tail(launcher.output))
+        }
+
+        /// The key is known to the key checks: a misspelling is a warning that names it, a non-boolean an error.
+        @Test func skipRemoteDeletionKeyIsChecked() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let cfg = sb.path("litestream.yml")
+            try Self.writeConfig(cfg, [(sb.path("app.db"), sb.path("rep"))], extra: ["skip-remote-delete: true"])
+            let typo = try H.launcher(["databases", "-config", cfg])
+            #expect(typo.status == 0 && typo.output.contains(".skip-remote-delete: unknown key (did you mean \"skip-remote-deletion\"?)"),
+                    "\(typo.output)")
+            try Self.writeConfig(cfg, [(sb.path("app.db"), sb.path("rep"))], extra: ["skip-remote-deletion: sometimes"])
+            let bad = try H.launcher(["databases", "-config", cfg])
+            #expect(bad.status == 1 && bad.output.contains("dbs[0].replicas[0].skip-remote-deletion"), "\(bad.output)")
+            try Self.writeConfig(cfg, [(sb.path("app.db"), sb.path("rep"))], extra: ["skip-remote-deletion: true"])
+            let good = try H.launcher(["databases", "-config", cfg])
+            #expect(good.status == 0 && !good.output.contains("warning"), "\(good.output)")
         }
     }
 }

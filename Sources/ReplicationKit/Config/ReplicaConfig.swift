@@ -18,6 +18,8 @@ public struct ReplicaConfig: Sendable {
     public var snapshotInterval: Duration
     /// Accepted for compatibility; has no effect (default 0).
     public var validationInterval: Duration
+    /// Retention never deletes objects on the replica (the store's lifecycle rules do); default false.
+    public var skipRemoteDeletion: Bool
 
     /// The backend type: `file`, `s3`, `gs`, `abs` or `sftp` (`gcs` is normalised to `gs`).
     public var type: String { destination.type }
@@ -31,6 +33,7 @@ public struct ReplicaConfig: Sendable {
         syncInterval = .seconds(1)
         snapshotInterval = .zero
         validationInterval = .zero
+        skipRemoteDeletion = false
     }
 
     /// Builds a replica from a URL argument (CLI ad-hoc mode), e.g. `file:///backup`, `s3://bkt/db`.
@@ -56,7 +59,7 @@ enum ReplicaKeys {
     /// Keys every backend reads.
     static let common: Set<String> = [
         "type", "name", "url", "path", "retention", "retention-check-interval", "sync-interval", "snapshot-interval",
-        "validation-interval",
+        "validation-interval", "skip-remote-deletion",
     ]
     /// Keys of each backend type, beyond the common ones.
     static let byType: [String: Set<String>] = [
@@ -135,6 +138,7 @@ struct RawReplica {
     var syncInterval: Duration?
     var snapshotInterval: Duration?
     var validationInterval: Duration?
+    var skipRemoteDeletion: Bool?
     var bucket, region, endpoint: String?
     var forcePathStyle: Bool?
     var skipVerify: Bool?
@@ -164,6 +168,7 @@ struct RawReplica {
         r.syncInterval = try d("sync-interval")
         r.snapshotInterval = try d("snapshot-interval")
         r.validationInterval = try d("validation-interval")
+        r.skipRemoteDeletion = try b("skip-remote-deletion")
         r.bucket = try s("bucket")
         r.region = try s("region")
         r.endpoint = try s("endpoint")
@@ -325,6 +330,7 @@ struct RawReplica {
         if let v = syncInterval { r.syncInterval = v }
         if let v = snapshotInterval { r.snapshotInterval = v }
         if let v = validationInterval { r.validationInterval = v }
+        if let v = skipRemoteDeletion { r.skipRemoteDeletion = v }
         if r.retention > .zero && r.retentionCheckInterval > r.retention {
             r.retentionCheckInterval = r.retention
         }
