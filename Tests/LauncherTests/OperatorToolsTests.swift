@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Black-box tests of the operator's tools (issue 16) through the built `launcher`: `restore -config` for every
-/// database of a config, `-json` listings, `skip-remote-deletion`.
+/// database of a config, `-json` listings, `skip-remote-deletion`, S3 `storage-class`.
 extension ReplicationIntegrationTests {
     @Suite(.serialized) struct OperatorToolsTests {
         typealias H = ReplicationHarness
@@ -323,6 +323,87 @@ extension ReplicationIntegrationTests {
             try Self.writeConfig(cfg, [(sb.path("app.db"), sb.path("rep"))], extra: ["skip-remote-deletion: true"])
             let good = try H.launcher(["databases", "-config", cfg])
             #expect(good.status == 0 && !good.output.contains("warning"), "\(good.output)")
+        }
+
+        // MARK: - 4. storage-class
+
+        /// HEAD of `key` on the test server (signed by curl): the HTTP status and the `x-amz-storage-class` it reports.
+        static func head(_ s: S3.Server, _ key: String) throws -> (status: Int, storageClass: String?) {
+            let r = try runCommand("/usr/bin/curl", ["-s", "-I", "--aws-sigv4", "aws:amz:\(s.region):s3",
+                                                     "--user", "\(s.accessKeyID):\(s.secretAccessKey)",
+                                                     "\(s.endpoint)/\(s.bucket)/\(key)"])
+            let lines = r.output.split(separator: "\r\n").flatMap { $0.split(separator: "\n") }.map(String.init)
+            let status = lines.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            let sc = lines.first { $0.lowercased().hasPrefix("x-amz-storage-class:") }
+                .map { String($0.dropFirst("x-amz-storage-class:".count)).trimmingCharacters(in: .whitespaces) }
+            return (status, sc)
+        }
+
+        /// `storage-class: STANDARD_IA` on SeaweedFS (which reports the class of an object only when one was sent):
+        /// every snapshot (one of them above the 16 MiB multipart threshold) and every WAL segment carries it, the
+        /// lease object does not, and the replica restores to the source.
+        @Test func storageClassIsSentForSnapshotsAndWALButNotTheLease() throws {
+            guard let s = S3.server() else { return }
+            let sb = try H.Sandbox()
+            let procs = S3.Procs()
+            defer { procs.cleanup(); sb.cleanup() }
+            let env = S3.launcherEnvironment(s)
+            let db = sb.path("app.db"), prefix = S3.prefix("sclass"), cfg = sb.path("litestream.yml")
+            try S3.writeConfig(cfg, db: db, server: s, prefix: prefix, extra: ["storage-class: STANDARD_IA"])
+            try ("lease:\n  ttl: 5s\n" + String(contentsOfFile: cfg, encoding: .utf8)).write(toFile: cfg, atomically: true, encoding: .utf8)
+            try H.runWriter(db, count: 1)
+            // 18 MiB of random bytes: the first snapshot is a multipart upload.
+            _ = try sqlite(db, "CREATE TABLE blobs(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                + "WHERE i < 18) INSERT INTO blobs SELECT randomblob(1048576) FROM n;")
+
+            let launcher = try S3.startReplicate(sb, procs, ["-config", cfg], env: env, log: "replicate.log")
+            let lease = try Self.head(s, prefix + "/lease.json")
+            #expect(lease.status == 200 && lease.storageClass == nil, "lease.json: \(lease)")
+            try H.runWriter(db, count: 200)
+            #expect(H.stop(launcher) == 0, "launcher log:\n\(H.tail(launcher.output))")
+
+            let snapshots = try Self.jsonListing(sb, ["/usr/bin/env", "AWS_ACCESS_KEY_ID=\(s.accessKeyID)",
+                                                      "AWS_SECRET_ACCESS_KEY=\(s.secretAccessKey)", TestSupport.launcher,
+                                                      "snapshots", "-json", "-config", cfg, db], launcher: false)
+            let segments = try Self.jsonListing(sb, ["/usr/bin/env", "AWS_ACCESS_KEY_ID=\(s.accessKeyID)",
+                                                     "AWS_SECRET_ACCESS_KEY=\(s.secretAccessKey)", TestSupport.launcher,
+                                                     "wal", "-json", "-config", cfg, db], launcher: false)
+            func hex(_ v: Any?) -> String { String(format: "%016llx", UInt64(Self.int(v) ?? -1)) }
+            var keys: [String] = []
+            for o in snapshots.items ?? [] {
+                keys.append("\(prefix)/generations/\(o["generation"] as? String ?? "")/snapshots/\(hex(o["index"])).snapshot.lz4")
+            }
+            for o in segments.items ?? [] {
+                keys.append("\(prefix)/generations/\(o["generation"] as? String ?? "")/wal/\(hex(o["index"]))/\(hex(o["offset"])).wal.lz4")
+            }
+            #expect((snapshots.items?.count ?? 0) >= 1 && (segments.items?.count ?? 0) >= 2, "\(snapshots.stdout)\(segments.stdout)")
+            #expect(snapshots.items?.contains { (Self.int($0["size"]) ?? 0) >= 16 << 20 } == true,
+                    "no snapshot above the multipart threshold: \(snapshots.stdout)")
+            for key in keys {
+                let h = try Self.head(s, key)
+                #expect(h.status == 200 && h.storageClass == "STANDARD_IA", "\(key): \(h)")
+            }
+            try S3.expectRestoreEqualsSource(sb, config: cfg, db: db, env: env, name: "sclass", context: H.tail(launcher.output))
+        }
+
+        /// An unknown storage class is a one-line config error naming the key, the value and the valid ones; on a
+        /// file replica the key is a warning that it is not used.
+        @Test func invalidStorageClassIsAConfigError() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let cfg = sb.path("litestream.yml")
+            for bad in ["COLD", "standard"] {
+                try ("dbs:\n  - path: \(sb.path("app.db"))\n    replicas:\n      - url: s3://bkt/db\n        storage-class: \(bad)\n")
+                    .write(toFile: cfg, atomically: true, encoding: .utf8)
+                let r = try H.launcher(["databases", "-config", cfg])
+                #expect(r.status == 1, "\(r.output)")
+                #expect(r.output.split(separator: "\n").count == 1, "not one line:\n\(r.output)")
+                #expect(r.output.contains("dbs[0].replicas[0].storage-class") && r.output.contains("\"\(bad)\"")
+                        && r.output.contains("STANDARD_IA") && r.output.contains("EXPRESS_ONEZONE"), "\(r.output)")
+            }
+            try Self.writeConfig(cfg, [(sb.path("app.db"), sb.path("rep"))], extra: ["storage-class: STANDARD"])
+            let file = try H.launcher(["databases", "-config", cfg])
+            #expect(file.status == 0 && file.output.contains("storage-class: not used by file replicas"), "\(file.output)")
         }
     }
 }

@@ -64,7 +64,8 @@ enum ReplicaKeys {
     /// Keys of each backend type, beyond the common ones.
     static let byType: [String: Set<String>] = [
         "file": [],
-        "s3": ["bucket", "region", "endpoint", "force-path-style", "skip-verify", "access-key-id", "secret-access-key"],
+        "s3": ["bucket", "region", "endpoint", "force-path-style", "skip-verify", "access-key-id", "secret-access-key",
+               "storage-class"],
         "gs": ["bucket", "endpoint", "skip-verify"],
         "abs": ["account-name", "account-key", "sas-token", "bucket", "endpoint", "skip-verify"],
         "sftp": ["host", "user", "password", "key-path", "key-passphrase", "host-key", "known-hosts-path",
@@ -142,7 +143,7 @@ struct RawReplica {
     var bucket, region, endpoint: String?
     var forcePathStyle: Bool?
     var skipVerify: Bool?
-    var accessKeyID, secretAccessKey: String?
+    var accessKeyID, secretAccessKey, storageClass: String?
     var accountName, accountKey, sasToken: String?
     var host, user, password, keyPath, keyPassphrase, hostKey, knownHostsPath: String?
     var insecureSkipHostKeyCheck: Bool?
@@ -176,6 +177,7 @@ struct RawReplica {
         r.skipVerify = try b("skip-verify")
         r.accessKeyID = try s("access-key-id")
         r.secretAccessKey = try s("secret-access-key")
+        r.storageClass = try s("storage-class")
         r.accountName = try s("account-name")
         r.accountKey = try s("account-key")
         r.sasToken = try s("sas-token")
@@ -263,9 +265,14 @@ struct RawReplica {
                 if !pathStyle { pathStyle = h.forcePathStyle }
             }
             guard let b else { throw fail(nil, "bucket required for s3 replica") }
+            if let c = storageClass, !S3Destination.storageClasses.contains(c) {
+                throw fail("storage-class", "invalid storage class \(goQuote(c)): use one of "
+                    + S3Destination.storageClasses.joined(separator: ", "))
+            }
             destination = .s3(S3Destination(bucket: b, path: keyPrefix(p), region: r, endpoint: e,
                                             forcePathStyle: pathStyle, skipVerify: skipVerify ?? false,
-                                            accessKeyID: accessKeyID, secretAccessKey: secretAccessKey))
+                                            accessKeyID: accessKeyID, secretAccessKey: secretAccessKey,
+                                            storageClass: storageClass))
 
         case "gs":
             try noURLAnd("path", path)
