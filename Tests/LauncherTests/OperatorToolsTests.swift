@@ -81,7 +81,7 @@ extension ReplicationIntegrationTests {
             #expect(again.output.contains("restore: 4 of 4 databases failed"), "\(again.output)")
         }
 
-        /// Every database restored: exit 0; `-o` (or `-generation`) without a database argument is a one-line error
+        /// Every database restored (a live read replica skipped): exit 0; `-o` (or `-generation`) without a database argument is a one-line error
         /// that changes nothing.
         @Test func restoreAllSucceedsAndRefusesOutputPath() throws {
             let sb = try H.Sandbox()
@@ -94,6 +94,12 @@ extension ReplicationIntegrationTests {
             H.removeDatabaseFiles(b)
             let cfg = sb.path("litestream.yml")
             try Self.writeConfig(cfg, [(a, sb.path("rep-a")), (b, sb.path("rep-b"))])
+            // A live read replica without replicas gets its copy from its primary: nothing to restore, not a failure.
+            let follower = sb.path("follower.db")
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: cfg))
+            handle.seekToEndOfFile()
+            handle.write(Data("  - path: \"\(follower)\"\n    upstream:\n      url: \"http://127.0.0.1:1\"\n".utf8))
+            try handle.close()
 
             for bad in [["-o", sb.path("x.db")], ["-generation", "0000000000000001"]] {
                 let r = try H.launcher(["restore", "-config", cfg] + bad)
@@ -107,6 +113,8 @@ extension ReplicationIntegrationTests {
             #expect(r.status == 0, "\(r.output)")
             #expect(Self.summary(r.output, a)?.hasPrefix("restored \(a) ") == true, "\(r.output)")
             #expect(Self.summary(r.output, b)?.hasPrefix("restored \(b) ") == true, "\(r.output)")
+            #expect(Self.summary(r.output, follower) == "skipped \(follower): live read replica of http://127.0.0.1:1: "
+                    + "it fetches its copy from there", "\(r.output)")
             #expect(try H.eventCount(a) == 30 && H.eventCount(b) == 40)
         }
 

@@ -67,6 +67,9 @@ enum RestoreAll {
         let noBackup = ifReplicaExists ? Outcome.skipped("no matching backups found")
             : .failed("no matching backups found (add -if-replica-exists to skip databases without a backup)")
         let selected = db.replicas.filter { replicaName.isEmpty || $0.name == replicaName }
+        if db.replicas.isEmpty, let upstream = db.upstreamURL {
+            return .skipped("live read replica of \(upstream): it fetches its copy from there")
+        }
         if db.replicas.isEmpty { return ifReplicaExists ? .skipped("database has no replicas") : .failed("database has no replicas") }
         if selected.isEmpty { return .failed("replica \"\(replicaName)\" not found") }
         do {
