@@ -60,13 +60,15 @@ extension ReplicationIntegrationTests {
         /// The setup of the proxied tests: launcher environment, a counting/faulting proxy in front of the server, a
         /// config through the proxy (`cfg`, retention-check-interval left at its 1h default) and one straight to the
         /// server (`direct`, for checks that must not be counted), and a database holding one row.
-        static func proxiedSetup(_ s: Server, _ sb: H.Sandbox, _ procs: Procs, name: String, maxSeconds: Int) throws
+        /// `extra` lines go into the proxied config's replica only.
+        static func proxiedSetup(_ s: Server, _ sb: H.Sandbox, _ procs: Procs, name: String, maxSeconds: Int,
+                                 extra: [String] = []) throws
             -> (env: [String: String], proxy: FaultProxy, db: String, cfg: String, direct: String) {
             let env = launcherEnvironment(s)
             let proxy = try FaultProxy(sb, procs, upstream: s.endpoint, maxSeconds: maxSeconds)
             let db = sb.path("app.db"), prefix = Self.prefix(name)
             let cfg = sb.path("litestream.yml"), direct = sb.path("direct.yml")
-            try writeConfig(cfg, db: db, server: s, prefix: prefix, endpoint: proxy.endpoint)
+            try writeConfig(cfg, db: db, server: s, prefix: prefix, endpoint: proxy.endpoint, extra: extra)
             try writeConfig(direct, db: db, server: s, prefix: prefix)
             try H.runWriter(db, count: 1)
             return (env, proxy, db, cfg, direct)

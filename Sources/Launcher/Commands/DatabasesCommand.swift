@@ -16,20 +16,22 @@ enum DatabasesCommand {
     static func run(_ args: [String]) throws -> Int32 {
         var fs = GoFlagSet(name: "databases")
         ConfigFlags.add(to: &fs)
+        ListingOutput.addFlag(to: &fs)
         let flags = try parseFlags(fs, args, usage: usage)
         guard flags.positionals.isEmpty else { throw ReplicationError(.invalidInput, "too many arguments") }
         let config = try ConfigLocator.load(explicit: flags.string("config"), expandEnv: !flags.bool("no-expand-env"),
                                             required: false)
         ConfigLocator.printWarnings(config)
-        if config.dbs.isEmpty {
+        let output = ListingOutput(json: flags.bool("json"))
+        if config.dbs.isEmpty && !output.json {
             say("No databases found in config file.")
             return 0
         }
-        var rows = [["path", "replicas"]]
-        for db in config.dbs {
-            rows.append([db.path, db.replicas.map(\.name).joined(separator: ",")])
+        let rows = config.dbs.map { db in
+            ListingRow(cells: [db.path, db.replicas.map(\.name).joined(separator: ",")],
+                       json: ["path": db.path, "replicas": db.replicas.map { ["name": $0.name, "type": $0.type] }])
         }
-        StdoutWriter.write(TabWriter.render(rows))
+        output.write(header: ["path", "replicas"], rows: rows)
         return 0
     }
 }

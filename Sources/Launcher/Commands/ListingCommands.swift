@@ -6,11 +6,13 @@ private struct ListingArguments {
     let argument: String
     let flags: ParsedFlags
     let config: Configuration
+    let output: ListingOutput
 
     static func parse(_ name: String, _ args: [String], usage: String, extra: (inout GoFlagSet) -> Void = { _ in }) throws -> ListingArguments {
         var fs = GoFlagSet(name: name)
         ConfigFlags.add(to: &fs)
         fs.string("replica", usage: "Optional, filter by a specific replica.")
+        ListingOutput.addFlag(to: &fs)
         extra(&fs)
         let flags = try parseFlags(fs, args, usage: usage)
         guard let arg = flags.positionals.first, !arg.isEmpty else {
@@ -20,7 +22,7 @@ private struct ListingArguments {
         let config = try ConfigLocator.load(explicit: flags.string("config"), expandEnv: !flags.bool("no-expand-env"),
                                             required: false)
         ConfigLocator.printWarnings(config)
-        return ListingArguments(argument: arg, flags: flags, config: config)
+        return ListingArguments(argument: arg, flags: flags, config: config, output: ListingOutput(json: flags.bool("json")))
     }
 }
 
@@ -49,7 +51,7 @@ enum GenerationsCommand {
             let dates = [db.path, db.path + "-wal"].compactMap { try? FileSystem.info($0)?.modified }
             updatedAt = dates.max()
         }
-        var rows = [["name", "generation", "lag", "start", "end"]]
+        var rows: [ListingRow] = []
         var failed = false
         for r in replicas {
             do {
@@ -58,8 +60,12 @@ enum GenerationsCommand {
                                                     segments: try r.client.walSegments(generation: g))
                     do {
                         let b = try RestorePlanner.bounds(of: listing)
-                        let lag = updatedAt.map { GoDuration.formatLag(.milliseconds(Int64($0.timeIntervalSince(b.end) * 1000))) } ?? "-"
-                        rows.append([r.name, g.name, lag, rfc3339(b.start), rfc3339(b.end)])
+                        let lagMS = updatedAt.map { Int64($0.timeIntervalSince(b.end) * 1000) }
+                        let lag = lagMS.map { GoDuration.formatLag(.milliseconds($0)) } ?? "-"
+                        rows.append(ListingRow(
+                            cells: [r.name, g.name, lag, rfc3339(b.start), rfc3339(b.end)],
+                            json: ["replica": r.name, "generation": g.name, "lag_ms": lagMS.map { $0 as Any } ?? NSNull(),
+                                   "start": ListingOutput.time(b.start), "end": ListingOutput.time(b.end)]))
                     } catch {
                         FileHandle.standardError.write(Data("\(r.name): cannot determine generation time bounds: \(error.oneLine)\n".utf8))
                         failed = true
@@ -70,7 +76,7 @@ enum GenerationsCommand {
                 failed = true
             }
         }
-        StdoutWriter.write(TabWriter.render(rows))
+        a.output.write(header: ["name", "generation", "lag", "start", "end"], rows: rows)
         return failed ? 1 : 0
     }
 }
@@ -101,7 +107,7 @@ enum SnapshotsCommand {
                     items += try r.client.snapshots(generation: g).map { (r.name, $0) }
                 }
             } catch {
-                say("\(r.name): cannot determine snapshots: \(error.oneLine)")
+                a.output.failure("\(r.name): cannot determine snapshots: \(error.oneLine)")
                 failed = true
             }
         }
@@ -110,11 +116,12 @@ enum SnapshotsCommand {
             if l.1.createdAt != r.1.createdAt { return l.1.createdAt > r.1.createdAt }
             return (l.0, l.1.generation.value, l.1.index) < (r.0, r.1.generation.value, r.1.index)
         }
-        var rows = [["replica", "generation", "index", "size", "created"]]
-        for (name, s) in items {
-            rows.append([name, s.generation.name, Hex.format(s.index, width: 16), String(s.size), rfc3339(s.createdAt)])
+        let rows = items.map { name, s in
+            ListingRow(cells: [name, s.generation.name, Hex.format(s.index, width: 16), String(s.size), rfc3339(s.createdAt)],
+                       json: ["replica": name, "generation": s.generation.name, "index": Int(s.index), "size": Int(s.size),
+                              "created": ListingOutput.time(s.createdAt)])
         }
-        StdoutWriter.write(TabWriter.render(rows))
+        a.output.write(header: ["replica", "generation", "index", "size", "created"], rows: rows)
         return failed ? 1 : 0
     }
 }
@@ -147,7 +154,7 @@ enum WALCommand {
             do {
                 generations = try r.client.generations().filter { only.isEmpty || $0.name == only }
             } catch {
-                say("\(r.name): cannot determine generations: \(error.oneLine)")
+                a.output.failure("\(r.name): cannot determine generations: \(error.oneLine)")
                 failed = true
                 continue
             }
@@ -155,7 +162,7 @@ enum WALCommand {
                 do {
                     items += try r.client.walSegments(generation: g).map { (r.name, $0) }
                 } catch {
-                    say("\(r.name): cannot fetch wal segments: \(error.oneLine)")
+                    a.output.failure("\(r.name): cannot fetch wal segments: \(error.oneLine)")
                     failed = true
                 }
             }
@@ -164,12 +171,13 @@ enum WALCommand {
             if l.1.createdAt != r.1.createdAt { return l.1.createdAt > r.1.createdAt }
             return (l.0, l.1.generation.value, l.1.index, l.1.offset) < (r.0, r.1.generation.value, r.1.index, r.1.offset)
         }
-        var rows = [["replica", "generation", "index", "offset", "size", "created"]]
-        for (name, s) in items {
-            rows.append([name, s.generation.name, Hex.format(s.index, width: 16), Hex.format(s.offset, width: 16),
-                         String(s.size), rfc3339(s.createdAt)])
+        let rows = items.map { name, s in
+            ListingRow(cells: [name, s.generation.name, Hex.format(s.index, width: 16), Hex.format(s.offset, width: 16),
+                               String(s.size), rfc3339(s.createdAt)],
+                       json: ["replica": name, "generation": s.generation.name, "index": Int(s.index), "offset": Int(s.offset),
+                              "size": Int(s.size), "created": ListingOutput.time(s.createdAt)])
         }
-        StdoutWriter.write(TabWriter.render(rows))
+        a.output.write(header: ["replica", "generation", "index", "offset", "size", "created"], rows: rows)
         return failed ? 1 : 0
     }
 }

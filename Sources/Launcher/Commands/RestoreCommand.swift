@@ -13,9 +13,16 @@ enum RestoreCommand {
 
     \tlauncher restore [arguments] REPLICA_URL
 
+    \tlauncher restore -config PATH [arguments]
+
     By default, the replica and generation holding the newest data are used, all WAL
     is replayed, and the database is written to its original path. The output file
     is never overwritten: the restore is built in <output>.tmp, verified, then renamed.
+
+    With -config and no database argument, every database of the config is restored
+    to its path (e.g. in an init container), one summary line each; -if-db-not-exists
+    and -if-replica-exists apply to each database, and the exit status is 1 when any
+    database failed (the others are still restored).
 
     Arguments:
     """
@@ -31,6 +38,9 @@ enum RestoreCommand {
 
     \t# Restore database from latest generation on S3.
     \t$ launcher restore -replica s3 /path/to/db
+
+    \t# Restore every database of a config that is not there yet.
+    \t$ launcher restore -config /etc/litestream.yml -if-db-not-exists -if-replica-exists
 
     \t# Restore database to the state of 2024-01-02 03:04:05 UTC.
     \t$ launcher restore -o /tmp/db -timestamp 2024-01-02T03:04:05Z file:///backups/db
@@ -57,34 +67,14 @@ enum RestoreCommand {
         }
 
         let pos = flags.positionals
+        if pos.isEmpty && !flags.string("config").isEmpty { return try RestoreAll.run(flags) }
         guard let arg = pos.first, !arg.isEmpty else {
-            throw ReplicationError(.invalidInput, "database path or replica URL required")
+            throw ReplicationError(.invalidInput, "database path or replica URL required (or -config PATH to restore every database in it)")
         }
         guard pos.count == 1 else { throw ReplicationError(.invalidInput, "too many arguments") }
 
-        var options = RestoreOptions(outputPath: flags.string("o"), parallelism: flags.int("parallelism"))
-        if let i = flags.hex32("index") {
-            guard !flags.string("generation").isEmpty else {
-                throw ReplicationError(.invalidInput, "must specify -generation flag when using -index flag")
-            }
-            options.index = UInt32(i)
-        }
-        let genName = flags.string("generation")
-        if !genName.isEmpty {
-            guard let g = Generation(name: genName) else {
-                throw ReplicationError(.invalidInput, "invalid -generation \"\(genName)\": must be 16 lowercase hex characters")
-            }
-            options.generation = g
-        }
-        let ts = flags.string("timestamp")
-        if !ts.isEmpty {
-            guard let d = parseTimestamp(ts) else {
-                throw ReplicationError(.invalidInput, "invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)")
-            }
-            if options.index != nil { throw ReplicationError(.invalidInput, "cannot specify index & timestamp to restore") }
-            options.timestamp = d
-        }
-
+        var options = try pointInTime(flags)
+        options.outputPath = flags.string("o")
         let isURL = ReplicaURL.isURL(arg)
         if options.outputPath.isEmpty && !isURL { options.outputPath = arg }
         if !options.outputPath.isEmpty {
@@ -139,6 +129,35 @@ enum RestoreCommand {
             return 0
         }
         return 0
+    }
+
+    /// The flags every restore shares: `-parallelism`, `-generation`, `-index` (needs `-generation`) and
+    /// `-timestamp` (excludes `-index`), checked and folded into options without an output path.
+    static func pointInTime(_ flags: ParsedFlags) throws -> RestoreOptions {
+        var options = RestoreOptions(outputPath: "", parallelism: flags.int("parallelism"))
+        if let i = flags.hex32("index") {
+            guard !flags.string("generation").isEmpty else {
+                throw ReplicationError(.invalidInput, "must specify -generation flag when using -index flag")
+            }
+            options.index = UInt32(i)
+        }
+        let genName = flags.string("generation")
+        if !genName.isEmpty {
+            guard let g = Generation(name: genName) else {
+                throw ReplicationError(.invalidInput, "invalid -generation \"\(genName)\": must be 16 lowercase hex characters")
+            }
+            options.generation = g
+        }
+        let ts = flags.string("timestamp")
+        if !ts.isEmpty {
+            guard let d = parseTimestamp(ts) else {
+                throw ReplicationError(.invalidInput, "invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)")
+            }
+            if options.index != nil { throw ReplicationError(.invalidInput, "cannot specify index & timestamp to restore") }
+            options.timestamp = d
+        }
+
+        return options
     }
 
     /// Parses RFC 3339 with or without fractional seconds.

@@ -18,6 +18,8 @@ public struct ReplicaConfig: Sendable {
     public var snapshotInterval: Duration
     /// Accepted for compatibility; has no effect (default 0).
     public var validationInterval: Duration
+    /// Retention never deletes objects on the replica (the store's lifecycle rules do); default false.
+    public var skipRemoteDeletion: Bool
 
     /// The backend type: `file`, `s3`, `gs`, `abs` or `sftp` (`gcs` is normalised to `gs`).
     public var type: String { destination.type }
@@ -31,6 +33,7 @@ public struct ReplicaConfig: Sendable {
         syncInterval = .seconds(1)
         snapshotInterval = .zero
         validationInterval = .zero
+        skipRemoteDeletion = false
     }
 
     /// Builds a replica from a URL argument (CLI ad-hoc mode), e.g. `file:///backup`, `s3://bkt/db`.
@@ -56,12 +59,13 @@ enum ReplicaKeys {
     /// Keys every backend reads.
     static let common: Set<String> = [
         "type", "name", "url", "path", "retention", "retention-check-interval", "sync-interval", "snapshot-interval",
-        "validation-interval",
+        "validation-interval", "skip-remote-deletion",
     ]
     /// Keys of each backend type, beyond the common ones.
     static let byType: [String: Set<String>] = [
         "file": [],
-        "s3": ["bucket", "region", "endpoint", "force-path-style", "skip-verify", "access-key-id", "secret-access-key"],
+        "s3": ["bucket", "region", "endpoint", "force-path-style", "skip-verify", "access-key-id", "secret-access-key",
+               "storage-class"],
         "gs": ["bucket", "endpoint", "skip-verify"],
         "abs": ["account-name", "account-key", "sas-token", "bucket", "endpoint", "skip-verify"],
         "sftp": ["host", "user", "password", "key-path", "key-passphrase", "host-key", "known-hosts-path",
@@ -135,10 +139,11 @@ struct RawReplica {
     var syncInterval: Duration?
     var snapshotInterval: Duration?
     var validationInterval: Duration?
+    var skipRemoteDeletion: Bool?
     var bucket, region, endpoint: String?
     var forcePathStyle: Bool?
     var skipVerify: Bool?
-    var accessKeyID, secretAccessKey: String?
+    var accessKeyID, secretAccessKey, storageClass: String?
     var accountName, accountKey, sasToken: String?
     var host, user, password, keyPath, keyPassphrase, hostKey, knownHostsPath: String?
     var insecureSkipHostKeyCheck: Bool?
@@ -164,6 +169,7 @@ struct RawReplica {
         r.syncInterval = try d("sync-interval")
         r.snapshotInterval = try d("snapshot-interval")
         r.validationInterval = try d("validation-interval")
+        r.skipRemoteDeletion = try b("skip-remote-deletion")
         r.bucket = try s("bucket")
         r.region = try s("region")
         r.endpoint = try s("endpoint")
@@ -171,6 +177,7 @@ struct RawReplica {
         r.skipVerify = try b("skip-verify")
         r.accessKeyID = try s("access-key-id")
         r.secretAccessKey = try s("secret-access-key")
+        r.storageClass = try s("storage-class")
         r.accountName = try s("account-name")
         r.accountKey = try s("account-key")
         r.sasToken = try s("sas-token")
@@ -258,9 +265,14 @@ struct RawReplica {
                 if !pathStyle { pathStyle = h.forcePathStyle }
             }
             guard let b else { throw fail(nil, "bucket required for s3 replica") }
+            if let c = storageClass, !S3Destination.storageClasses.contains(c) {
+                throw fail("storage-class", "invalid storage class \(goQuote(c)): use one of "
+                    + S3Destination.storageClasses.joined(separator: ", "))
+            }
             destination = .s3(S3Destination(bucket: b, path: keyPrefix(p), region: r, endpoint: e,
                                             forcePathStyle: pathStyle, skipVerify: skipVerify ?? false,
-                                            accessKeyID: accessKeyID, secretAccessKey: secretAccessKey))
+                                            accessKeyID: accessKeyID, secretAccessKey: secretAccessKey,
+                                            storageClass: storageClass))
 
         case "gs":
             try noURLAnd("path", path)
@@ -325,6 +337,7 @@ struct RawReplica {
         if let v = syncInterval { r.syncInterval = v }
         if let v = snapshotInterval { r.snapshotInterval = v }
         if let v = validationInterval { r.validationInterval = v }
+        if let v = skipRemoteDeletion { r.skipRemoteDeletion = v }
         if r.retention > .zero && r.retentionCheckInterval > r.retention {
             r.retentionCheckInterval = r.retention
         }

@@ -46,11 +46,19 @@ public struct S3Destination: Sendable, Equatable {
     public var accessKeyID: String?
     /// Static secret access key; never printed.
     public var secretAccessKey: String?
+    /// `x-amz-storage-class` of snapshot and WAL objects (one of `storageClasses`); nil = the bucket's default.
+    public var storageClass: String?
+
+    /// The values S3 accepts for `x-amz-storage-class`.
+    public static let storageClasses = ["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA",
+                                        "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE", "OUTPOSTS",
+                                        "EXPRESS_ONEZONE"]
 
     /// Creates a destination.
     public init(bucket: String, path: String? = nil, region: String? = nil, endpoint: String? = nil,
                 forcePathStyle: Bool = false, skipVerify: Bool = false, accessKeyID: String? = nil,
-                secretAccessKey: String? = nil) {
+                secretAccessKey: String? = nil, storageClass: String? = nil) {
+        self.storageClass = storageClass
         self.bucket = bucket
         self.path = path
         self.region = region

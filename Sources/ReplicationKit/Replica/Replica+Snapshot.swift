@@ -70,6 +70,7 @@ extension Replica {
     }
 
     /// Deletes snapshots older than `retention`, keeping at least one, and the WAL they no longer need (§7.5).
+    /// With `skipRemoteDeletion` it only writes a snapshot when none is inside the window, and deletes nothing.
     func enforceRetention() throws {
         let generations = try client.generations()
         var all: [SnapshotInfo] = []
@@ -82,7 +83,10 @@ extension Replica {
         var retained = all.filter { $0.createdAt >= cutoff }
         if retained.isEmpty { retained = [try snapshot()] }
         let current = db.position?.generation
-        for g in generations {
+        if options.skipRemoteDeletion {
+            logger.debug("retention: skip-remote-deletion is set; nothing deleted on replica \(name)")
+        }
+        for g in generations where !options.skipRemoteDeletion {
             let kept = retained.filter { $0.generation == g }
             guard let m = kept.map(\.index).min() else {
                 if g == current { continue }  // never delete the generation being written

@@ -24,6 +24,7 @@ public enum ReplicaClientFactory {
         o.snapshotInterval = config.snapshotInterval
         o.retention = config.retention
         o.retentionCheckInterval = config.retentionCheckInterval
+        o.skipRemoteDeletion = config.skipRemoteDeletion
         return o
     }
 }

@@ -10,6 +10,8 @@ public struct ReplicaOptions: Sendable {
     public var retention: Duration = .seconds(24 * 3600)
     /// How often retention is enforced.
     public var retentionCheckInterval: Duration = .seconds(3600)
+    /// Retention writes snapshots as usual but deletes nothing on the replica (`skip-remote-deletion`).
+    public var skipRemoteDeletion = false
     /// The wall clock retention compares snapshot times with (tests move it to simulate clock jumps).
     public var now: @Sendable () -> Date = { Date() }
 

@@ -16,6 +16,8 @@ public struct S3Location: Sendable {
     public var endpoint: String?
     /// Path-style (`endpoint/bucket/key`) instead of virtual-host (`bucket.endpoint/key`) addressing.
     public var forcePathStyle: Bool
+    /// `x-amz-storage-class` of snapshot and WAL objects; nil = the bucket's default.
+    public var storageClass: String?
 
     /// Creates a location; `prefix` is cleaned (`.`/empty ⇒ root).
     public init(bucket: String, prefix: String?, region: String? = nil, endpoint: String? = nil, forcePathStyle: Bool? = nil) {
@@ -101,9 +103,10 @@ public final class S3ReplicaClient: ReplicaClient {
                                                       environment: environment)
         var o = CurlHTTPOptions()
         o.skipVerify = d.skipVerify
-        self.init(location: S3Location(bucket: d.bucket, prefix: d.path, region: d.region,
-                                       endpoint: d.endpoint, forcePathStyle: d.forcePathStyle),
-                  provider: provider, httpOptions: o)
+        var location = S3Location(bucket: d.bucket, prefix: d.path, region: d.region, endpoint: d.endpoint,
+                                  forcePathStyle: d.forcePathStyle)
+        location.storageClass = d.storageClass
+        self.init(location: location, provider: provider, httpOptions: o)
         var m = logMetadata
         m["s3.credentials"] = "\(provider.source)"
         // Keyless identities at info (worth seeing once per replica); static keys at debug, so a failing
@@ -390,11 +393,17 @@ public final class S3ReplicaClient: ReplicaClient {
         return staged
     }
 
+    /// `x-amz-storage-class` for snapshot and WAL objects when `storage-class` is set (never on the lease object).
+    private var storageClassHeader: [(String, String)] {
+        s3.storageClass.map { [("x-amz-storage-class", $0)] } ?? []
+    }
+
+    /// Uploads a snapshot or WAL object: one PUT, or a multipart upload from `multipartThreshold` bytes on.
     private func put(key: String, body: ObjectBody) throws -> UInt64 {
         let staged = try stage(body)
         defer { try? staged.fd.close() }
         if staged.size < multipartThreshold {
-            _ = try send("PUT", key: key, headers: [("Content-MD5", Digest.base64(staged.md5))],
+            _ = try send("PUT", key: key, headers: [("Content-MD5", Digest.base64(staged.md5))] + storageClassHeader,
                          body: .file(fd: staged.fd.raw, offset: 0, length: staged.size), payloadSHA256: staged.sha256)
         } else {
             try multipartUpload(key: key, staged: staged)
@@ -404,7 +413,7 @@ public final class S3ReplicaClient: ReplicaClient {
     }
 
     private func multipartUpload(key: String, staged: StagedBody) throws {
-        let created = try send("POST", key: key, query: [("uploads", nil)])
+        let created = try send("POST", key: key, query: [("uploads", nil)], headers: storageClassHeader)
         guard let uploadID = S3XML.parse(created.body)?.value("UploadId"), !uploadID.isEmpty else {
             throw ReplicationError(.io, "s3: POST \(s3.bucket)/\(key)?uploads: no UploadId in response")
         }
