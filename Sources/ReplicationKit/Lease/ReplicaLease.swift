@@ -368,6 +368,7 @@ public final class ReplicaLease: Sendable {
     public func release() {
         let running = state.withLock { s -> Bool in
             s.stopRenewing = true
+            defer { s.renewerRunning = false }  // a second release must not wait for a thread that is gone
             return s.renewerRunning
         }
         if running { renewerDone.wait() }
