@@ -46,12 +46,15 @@ note() { echo "test-container: $*"; }
 pass() { passed=$((passed + 1)); note "PASS $* ($((SECONDS - scenario_start)) s)"; }
 begin() { scenario_start=$SECONDS; current=""; echo; note "== $*"; }
 
-cleanup() {
+remove_test_objects() {  # the containers and volumes of this script, or of an earlier run that was killed
     local ids
     ids=$(podman ps -aq --filter "label=$label" 2>/dev/null || true)
     if [ -n "$ids" ]; then podman rm -f -t 0 $ids >/dev/null 2>&1 || true; fi
     ids=$(podman volume ls -q --filter "label=$label" 2>/dev/null || true)
     if [ -n "$ids" ]; then podman volume rm -f $ids >/dev/null 2>&1 || true; fi
+}
+cleanup() {
+    remove_test_objects
     if [ -n "${RK_S3_PID:-}" ]; then kill -9 "$RK_S3_PID" 2>/dev/null || true; fi
     if [ -n "${RK_S3_DIR:-}" ]; then rm -rf "$RK_S3_DIR"; fi
     rm -rf "$work"
@@ -76,6 +79,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
 export CONTAINERS_CONF=$work/containers.conf
+remove_test_objects
 note "$(podman --version), runtime $(runc --version | head -1)"
 
 # Polls COMMAND every 0.2 s until it succeeds or SECONDS have passed; fails at once when the container under test
