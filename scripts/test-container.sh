@@ -193,7 +193,9 @@ note "base images ready in ${base_seconds} s"
 
 # ---------------------------------------------------------------- 3. build
 step=$SECONDS
-image=localhost/launcher:$commit
+# The tags scripts/release.sh gives a build: the long and the short commit SHA.
+mapfile -t tags < <(bash scripts/release.sh tags localhost/launcher)
+image=${tags[0]}
 app_image=localhost/launcher-example-app:$commit
 # Podman's storage keeps one commit's images: the tags of other commits go, and the untagged layers of builds
 # more than a day old (each build stage's layer holds its .build directory, ~350 MB). Younger ones stay as the
@@ -202,9 +204,9 @@ stale=$(podman images --format '{{.Repository}}:{{.Tag}}' \
     | grep -E '^localhost/launcher(-example-app)?:' | grep -vE ":($commit|$short)\$" || true)
 if [ -n "$stale" ]; then podman rmi -f $stale >/dev/null; fi
 podman image prune -f --filter until=24h >/dev/null
-note "building $image and localhost/launcher:$short from ./Dockerfile (the build's output is shown on failure)"
+note "building ${tags[*]} from ./Dockerfile (the build's output is shown on failure)"
 podman build --layers --build-arg LAUNCHER_COMMIT="$commit" "${swift_volumes[@]}" \
-    -t "$image" -t "localhost/launcher:$short" -f Dockerfile . > "$work/build.log" 2>&1 \
+    "${tags[@]/#/--tag=}" -f Dockerfile . > "$work/build.log" 2>&1 \
     || { tail -n 40 "$work/build.log"; fail "podman build of ./Dockerfile failed"; }
 podman build --layers --build-arg LAUNCHER_IMAGE="$image" -t "$app_image" -t "localhost/launcher-example-app:$short" \
     examples/app > "$work/build-app.log" 2>&1 \
