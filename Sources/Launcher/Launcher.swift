@@ -6,6 +6,9 @@ import ReplicationKit
 /// The version printed by `launcher version` and in the startup banner.
 let launcherVersion = "0.1.0"
 
+/// What `launcher version` prints: the version and the git commit of the build (`launcherCommit`).
+let launcherVersionDescription = "\(launcherVersion) (commit \(launcherCommit))"
+
 /// Entry point: bootstraps logging, dispatches to a subcommand, maps errors to exit codes.
 @main
 struct Launcher {
@@ -62,7 +65,7 @@ struct Launcher {
                 say(usage)
                 return 0
             case "version", "-version", "--version":
-                say(launcherVersion)
+                say(launcherVersionDescription)
                 return 0
             case "replicate": return try ReplicateCommand.run(rest)
             case "restore": return try RestoreCommand.run(rest)

@@ -123,7 +123,7 @@ enum ReplicateCommand {
         SupervisorSignals.blockForSupervision()
 
         let logger = Logger(label: "launcher")
-        logger.info("litestream-compatible launcher \(launcherVersion)")
+        logger.info("litestream-compatible launcher \(launcherVersionDescription)")
         for w in config.warnings { logger.warning("config: \(w)") }
         // Built first: it validates the databases and replicas (opening nothing), so a bad config fails before
         // any restore.
