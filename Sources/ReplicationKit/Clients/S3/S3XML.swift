@@ -116,14 +116,15 @@ package enum S3XML {
     /// Escapes text for an element body.
     package static func escape(_ s: String) -> String {
         var out = ""
-        for ch in s {
-            switch ch {
+        // By Unicode scalar, not Character: `<` followed by a combining mark is one Character that is not "<".
+        for u in s.unicodeScalars {
+            switch u {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
             case "\"": out += "&quot;"
             case "'": out += "&apos;"
-            default: out.append(ch)
+            default: out.unicodeScalars.append(u)
             }
         }
         return out
