@@ -83,22 +83,27 @@ package enum S3XML {
         return stack.isEmpty ? root : nil
     }
 
-    /// Decodes the five predefined entities and numeric character references.
+    /// Decodes the five predefined entities and numeric character references. Works on Unicode scalars: `;` or
+    /// `&` followed by a combining mark is one Character, and must still end or start an entity.
     static func decode(_ raw: ArraySlice<UInt8>) -> String {
         let s = String(decoding: raw, as: UTF8.self)
         guard s.contains("&") else { return s }
-        var out = ""
-        var rest = Substring(s)
-        while let amp = rest.firstIndex(of: "&") {
-            out += rest[..<amp]
-            guard let semi = rest[amp...].firstIndex(of: ";") else { break }
-            let entity = rest[rest.index(after: amp)..<semi]
+        let scalars = Array(s.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        while i < scalars.count {
+            guard scalars[i] == "&", let semi = scalars[(i + 1)...].firstIndex(of: ";") else {
+                out.append(scalars[i])
+                i += 1
+                continue
+            }
+            let entity = String(String.UnicodeScalarView(scalars[(i + 1)..<semi]))
             switch entity {
-            case "amp": out += "&"
-            case "lt": out += "<"
-            case "gt": out += ">"
-            case "quot": out += "\""
-            case "apos": out += "'"
+            case "amp": out.append("&")
+            case "lt": out.append("<")
+            case "gt": out.append(">")
+            case "quot": out.append("\"")
+            case "apos": out.append("'")
             default:
                 var scalar: Unicode.Scalar?
                 if entity.hasPrefix("#x") || entity.hasPrefix("#X") {
@@ -106,11 +111,11 @@ package enum S3XML {
                 } else if entity.hasPrefix("#") {
                     scalar = UInt32(entity.dropFirst(), radix: 10).flatMap(Unicode.Scalar.init)
                 }
-                if let scalar { out.unicodeScalars.append(scalar) } else { out += rest[amp...semi] }
+                if let scalar { out.append(scalar) } else { out.append(contentsOf: scalars[i...semi]) }
             }
-            rest = rest[rest.index(after: semi)...]
+            i = semi + 1
         }
-        return out + rest
+        return String(out)
     }
 
     /// Escapes text for an element body.
