@@ -33,7 +33,7 @@ extension Database {
     /// The body of `checkpointOnQueue` for an open database.
     private func checkpointOpenDatabase(_ mode: CheckpointMode, writer: SQLiteConnection) throws {
         try copyFrames()
-        try refreshReadLock()
+        try readGuard?.takeOrHandOver()
         let sqliteMode: CheckpointMode = mode == .passive ? .passive : .full
         let result: CheckpointResult
         do {
@@ -78,13 +78,13 @@ extension Database {
         try writer.exec("BEGIN IMMEDIATE;")
         var locked = true
         defer { if locked { try? writer.exec("ROLLBACK;") } }
-        try refreshReadLock()
+        try readGuard?.takeOrHandOver()
         try copyFrames()
-        guard let spare = spareReadConnection, !spare.inTransaction else { return }
+        guard let spare = readGuard?.idleSpare else { return }
         let rest = try spare.checkpoint(.passive)
         // An application reader on an older snapshot keeps the rest in the WAL; the next checkpoint tries again.
         guard !rest.busy, rest.logFrames >= 0, rest.logFrames == rest.checkpointedFrames else { return }
-        try refreshReadLock()
+        try readGuard?.takeOrHandOver()
         try writer.exec("ROLLBACK;")
         locked = false
         do {
@@ -110,7 +110,7 @@ extension Database {
         let result = try writer.checkpoint(.full) { attempt in
             if attempt % 4 == 0 && guardError == nil {
                 do {
-                    try refreshReadLock()
+                    try readGuard?.takeOrHandOver()
                     try copyFrames()
                 } catch {
                     guardError = error

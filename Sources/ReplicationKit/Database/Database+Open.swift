@@ -12,7 +12,7 @@ extension Database {
     ///
     /// All or nothing: on failure everything opened so far is closed again.
     func openIfNeeded() throws {
-        guard readConnection == nil else { return }
+        guard readGuard == nil else { return }
         // Earliest point this file sees the database: its `db` series exist (at 0) even while the file is missing.
         DatabaseMetrics.register(path: path)
         guard let dbInfo = try FileSystem.info(path) else { return }  // not created yet: the watcher tells us
@@ -38,15 +38,11 @@ extension Database {
             }
             pageSize = Int(ps)
 
-            for slot in 0..<2 {
-                let reader = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
-                if slot == 0 { readConnection = reader } else { spareReadConnection = reader }
-                try reader.setPersistentWAL()
-                try reader.exec("PRAGMA wal_autocheckpoint = 0;")
-            }
+            let guardian = try ReadGuard(path: path, busyTimeout: options.busyTimeoutMilliseconds)
+            readGuard = guardian
 
             databaseFD = try FileDescriptor.openForReading(path)
-            try acquireReadLock()
+            try guardian.take()
             try FileSystem.makeDirectories(meta.root, mode: shadow.directoryMode)
             try recoverCursor()
             try clean()
@@ -55,48 +51,6 @@ extension Database {
             closeHandles()
             throw (error as? ReplicationError)?.wrapped("open database") ?? error
         }
-    }
-
-    /// Starts the long-lived read transaction that keeps other connections from checkpointing past us.
-    func acquireReadLock() throws {
-        guard let r = readConnection else { return }
-        if r.inTransaction { return }
-        restartProofHeader = nil
-        try beginRead(r)
-    }
-
-    /// Moves the read guard to the newest snapshot without ever leaving the database unguarded: the spare
-    /// connection begins its read transaction before the current one ends, then the two swap roles.
-    func refreshReadLock() throws {
-        guard let current = readConnection, let spare = spareReadConnection else { return }
-        // A spare still in a transaction is left over from a hand-over that failed half-way; `current` holds.
-        if spare.inTransaction { try? spare.exec("ROLLBACK;") }
-        do {
-            try beginRead(spare)
-            try current.exec("ROLLBACK;")
-        } catch {
-            logger.error("checkpoint: cannot reacquire read lock on \(path): \(error.oneLine)")
-            throw (error as? ReplicationError)?.wrapped("checkpoint: reacquire read lock") ?? error
-        }
-        readConnection = spare
-        spareReadConnection = current
-    }
-
-    private func beginRead(_ r: SQLiteConnection) throws {
-        try r.exec("BEGIN;")
-        do {
-            _ = try r.queryInt("SELECT COUNT(1) FROM _litestream_seq;")
-        } catch {
-            try? r.exec("ROLLBACK;")
-            throw error
-        }
-    }
-
-    /// Ends the read transaction (before a checkpoint).
-    func releaseReadLock() throws {
-        restartProofHeader = nil
-        guard let r = readConnection, r.inTransaction else { return }
-        try r.exec("ROLLBACK;")
     }
 
     /// Rebuilds the cursor from the shadow WAL (REPLICATION §6.2).

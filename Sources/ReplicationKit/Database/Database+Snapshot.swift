@@ -37,7 +37,7 @@ extension Database {
     public func beginSnapshot() throws -> SnapshotLease {
         try onQueue {
             try openIfNeeded()
-            guard readConnection != nil, let fd = databaseFD else {
+            guard readGuard != nil, let fd = databaseFD else {
                 throw ReplicationError(.notFound, "no database available: \(path)")
             }
             let s = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)

@@ -11,10 +11,10 @@ extension Database {
         guard !closed else { return }
         // A database that cannot be opened counts as a failed sync too (upstream counted only syncs of an open
         // one, so a wedged database showed no error at all); one that does not exist yet is not a sync.
-        guard readConnection != nil || FileSystem.exists(path) else { return }
+        guard readGuard != nil || FileSystem.exists(path) else { return }
         try measuredSync {
             try openIfNeeded()
-            guard readConnection != nil else { return }
+            guard readGuard != nil else { return }
             try syncOpenDatabase()
         }
     }
@@ -27,7 +27,7 @@ extension Database {
             logger.warning("database file replaced (\(change)); reopening \(path) and starting a new generation from a snapshot of the new file")
             closeHandles()
             try openIfNeeded()
-            guard readConnection != nil else { return }
+            guard readGuard != nil else { return }
             do {
                 try ensureWALExists()
                 try newGeneration(reason: "database file replaced")
@@ -45,7 +45,7 @@ extension Database {
             // and the copy below covers everything up to the new mark, so the guard keeps proving that no WAL
             // restart can lose a frame. A lost guard is taken again here, and the continuity check then proves
             // nothing was lost meanwhile, or starts a new generation.
-            if readConnection?.inTransaction == true { try refreshReadLock() } else { try acquireReadLock() }
+            try readGuard?.takeOrHandOver()
             if cursor == nil, try shadow.currentGeneration() != nil { try recoverCursor(checkHeader: false) }
             try ensureWALExists()
             try verifyAndCopy()
@@ -88,9 +88,9 @@ extension Database {
             return ContinuityCheck.Observation(walSize: size, headerBytes: header, frameBeforeCursor: frame)
         } ?? ContinuityCheck.Observation(walSize: 0, headerBytes: [], frameBeforeCursor: nil)
 
-        let proven = restartProofHeader != nil && restartProofHeader == cursor?.header
+        let proven = readGuard?.provesRestart(of: cursor?.header) ?? false
         if let c = cursor, observation.headerBytes != c.header.bytes || observation.walSize < c.position.offset {
-            logger.debug("wal changed under cursor \(c.position): size=\(observation.walSize) proven=\(proven) oldSalt=\(c.header.salt1) newHdr=\((try? WALHeader(bytes: observation.headerBytes)).map { "\($0.salt1)/\($0.checkpointSequence)" } ?? "bad") oldSeq=\(c.header.checkpointSequence) proofSet=\(restartProofHeader != nil) inTx=\(readConnection?.inTransaction ?? false)")
+            logger.debug("wal changed under cursor \(c.position): size=\(observation.walSize) proven=\(proven) oldSalt=\(c.header.salt1) newHdr=\((try? WALHeader(bytes: observation.headerBytes)).map { "\($0.salt1)/\($0.checkpointSequence)" } ?? "bad") oldSeq=\(c.header.checkpointSequence) proofSet=\(readGuard?.restartProof != nil) inTx=\(readGuard?.isHeld ?? false)")
         }
         switch ContinuityCheck.judge(cursor: cursor, observation: observation, restartProven: proven) {
         case .continueIndex:
@@ -127,7 +127,7 @@ extension Database {
         do { header = try WALHeader(bytes: headerBytes) } catch {
             throw (error as? ReplicationError)?.wrapped("cannot init shadow wal: \(meta.walPath)") ?? error
         }
-        restartProofHeader = nil
+        readGuard?.forgetProof()
         let seg = try shadow.writeSegment(g, index: index, offset: 0, keepCopy: true) { write in
             try header.bytes.withUnsafeBytes { try write($0) }
         }
@@ -228,7 +228,7 @@ extension Database {
 
     /// Records that the current lifetime is copied to its committed end while the read guard is held.
     private func markCopiedUnderGuard() {
-        if readConnection?.inTransaction == true, let c = cursor { restartProofHeader = c.header }
+        if let c = cursor { readGuard?.markCopied(c.header) }
     }
 
     /// Publishes the cursor position and wakes the replicas.

@@ -27,20 +27,11 @@ public final class Database: @unchecked Sendable {
 
     // Confined to `queue`.
     var shadow: ShadowWAL
-    var readConnection: SQLiteConnection?   // holds the long-lived read transaction (the read guard)
-    var spareReadConnection: SQLiteConnection?  // takes the guard over before `readConnection` lets go of it
+    var readGuard: ReadGuard?               // the long-lived read transaction (see `ReadGuard`)
     var writeConnection: SQLiteConnection?  // runs our own small writes (`_litestream_seq`)
     var databaseFD: FileDescriptor?          // long-lived: closing any descriptor of the file drops SQLite's locks
     var pageSize = 0
     var cursor: ShadowCursor?
-    /// Header of the WAL lifetime copied in full since the read guard was taken, with the guard held ever since.
-    ///
-    /// While the guard holds a read slot > 0 no connection can restart the WAL; on slot 0 (taken when the WAL was
-    /// fully checkpointed) no frame can be checkpointed, so a restart is only possible when nothing was committed
-    /// since the guard began, and everything before that was copied. Either way a restart or truncation of this
-    /// lifetime cannot lose a frame. Cleared when the guard is dropped; kept across `refreshReadLock`, which hands
-    /// the guard over without a gap.
-    var restartProofHeader: WALHeader?
     var observers: [any ShadowObserver] = []
     var lastClean: CleanKey?
     var walBuffer: UnsafeMutableRawBufferPointer?  // scratch for WAL reads, reused by every sync
@@ -168,7 +159,7 @@ public final class Database: @unchecked Sendable {
     public var position: WALPosition? { publishedPosition.current }
 
     /// Whether the database is open and tracked.
-    public var isOpen: Bool { onQueue { readConnection != nil } }
+    public var isOpen: Bool { onQueue { readGuard != nil } }
 
     /// The database page size, once open.
     public var currentPageSize: Int { onQueue { pageSize } }
@@ -177,7 +168,7 @@ public final class Database: @unchecked Sendable {
     public func start() throws {
         try onQueue {
             try openIfNeeded()
-            if readConnection != nil { try syncOnQueue() }
+            if readGuard != nil { try syncOnQueue() }
         }
     }
 
@@ -261,7 +252,7 @@ public final class Database: @unchecked Sendable {
         try onQueue {
             guard !closed else { return }
             var firstError: (any Error)?
-            if readConnection != nil {
+            if readGuard != nil {
                 do { try syncOnQueue() } catch { firstError = error }
             }
             closed = true
@@ -272,13 +263,9 @@ public final class Database: @unchecked Sendable {
 
     /// Releases everything SQLite and the file system hold for this database (connections before the raw fd).
     func closeHandles() {
-        try? readConnection?.exec("ROLLBACK")
-        try? spareReadConnection?.exec("ROLLBACK")
-        readConnection?.close()
-        spareReadConnection?.close()
+        readGuard?.close()
+        readGuard = nil
         writeConnection?.close()
-        readConnection = nil
-        spareReadConnection = nil
         writeConnection = nil
         // The raw descriptor is closed last: closing it while SQLite holds POSIX locks would drop them.
         try? databaseFD?.close()
@@ -286,7 +273,6 @@ public final class Database: @unchecked Sendable {
         walFile = nil
         positionFile.close()
         cursor = nil
-        restartProofHeader = nil
         publishedPosition.withLock { $0 = nil }
     }
 }

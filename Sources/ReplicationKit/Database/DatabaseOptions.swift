@@ -80,7 +80,7 @@ public enum ContinuityCheck {
     /// Judges whether `cursor` still describes a prefix of the real WAL.
     ///
     /// - Parameter restartProven: true when the cursor's WAL lifetime was copied to its end while our read guard
-    ///   was held, and the guard is still held (see `Database.restartProofHeader`). Then a restart or truncation of
+    ///   was held, and the guard is still held (see `ReadGuard.restartProof`). Then a restart or truncation of
     ///   the WAL cannot have lost a frame, whatever the new header looks like: with the guard on a read slot > 0 no
     ///   restart is possible, and on slot 0 no frame can be checkpointed, so the only restarts possible are those
     ///   that discard frames we already hold (or none at all).
