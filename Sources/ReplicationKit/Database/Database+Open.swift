@@ -60,7 +60,7 @@ extension Database {
     /// so the continuity check of the next sync judges the WAL instead.
     func recoverCursor(checkHeader: Bool = true) throws {
         cursor = nil
-        publishedPosition.withLock { $0 = nil }
+        shadowLog.publish(nil, notify: false)
         guard let g = try shadow.currentGeneration() else { return }
         let recovered: ShadowCursor?
         do {
@@ -83,7 +83,7 @@ extension Database {
             return
         }
         cursor = c
-        publishedPosition.withLock { $0 = c.position }
+        shadowLog.publish(c.position, notify: false)
     }
 
     /// Runs `body` with a read-only descriptor of the real `-wal` file and its size; nil when it does not exist.

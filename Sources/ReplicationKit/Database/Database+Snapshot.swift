@@ -32,7 +32,15 @@ public final class SnapshotLease: @unchecked Sendable {
     }
 }
 
-extension Database {
+/// Where a replica's snapshots come from: a consistent view of the database file at a shadow position.
+public protocol SnapshotSource: AnyObject, Sendable {
+    /// Takes the view; `endSnapshot` must follow.
+    func beginSnapshot() throws -> SnapshotLease
+    /// Ends a view taken by `beginSnapshot`.
+    func endSnapshot(_ lease: SnapshotLease)
+}
+
+extension Database: SnapshotSource {
     /// Takes a read transaction, syncs the shadow WAL past it, and returns the view for a snapshot.
     public func beginSnapshot() throws -> SnapshotLease {
         try onQueue {
@@ -75,23 +83,5 @@ extension Database {
             lease.connection.close()
             activeSnapshots -= 1
         }
-    }
-
-    /// Shadow segments of `generation` from index `fromIndex` on, grouped by index in ascending order.
-    public func shadowSegments(generation g: Generation, fromIndex: UInt32) throws -> [(UInt32, [ShadowSegment])] {
-        try onQueue {
-            try shadow.indexes(g).filter { $0 >= fromIndex }.map { ($0, try shadow.segments(g, index: $0)) }
-        }
-    }
-
-    /// Reads a shadow segment's decompressed bytes through a streaming decoder.
-    public func openShadowSegment(_ s: ShadowSegment, durable: Bool = false) throws -> LZ4FrameDecoder {
-        // A fresh view: reading needs no queue-confined state.
-        try ShadowWAL(meta: meta).openSegment(s, durable: durable)
-    }
-
-    /// Flushes the directories of shadow segments to stable storage before they are uploaded.
-    public func syncShadowDirectories(of segments: [ShadowSegment]) throws {
-        try ShadowWAL(meta: meta).syncDirectories(of: segments)
     }
 }

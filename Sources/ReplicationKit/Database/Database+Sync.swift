@@ -33,7 +33,7 @@ extension Database {
                 try newGeneration(reason: "database file replaced")
             } catch {
                 cursor = nil
-                publishedPosition.withLock { $0 = nil }
+                shadowLog.publish(nil, notify: false)
                 throw error
             }
             return
@@ -53,7 +53,7 @@ extension Database {
             try clean()
         } catch {
             cursor = nil
-            publishedPosition.withLock { $0 = nil }
+            shadowLog.publish(nil, notify: false)
             throw error
         }
     }
@@ -131,7 +131,7 @@ extension Database {
         let seg = try shadow.writeSegment(g, index: index, offset: 0, keepCopy: true) { write in
             try header.bytes.withUnsafeBytes { try write($0) }
         }
-        noteSegment(seg, generation: g)
+        shadowLog.append(seg, generation: g)
         metrics.addShadowBytes(UInt64(header.bytes.count))
         let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
                              header: header, checksum: header.checksumState, lastFrame: nil)
@@ -173,7 +173,7 @@ extension Database {
         let g = c.position.generation
         let verifiedInBuffer = inBuffer && end - start <= UInt64(buffer.count)
         do {
-            // The replicas and stream clients read the segment from memory (see `noteSegment`).
+            // The replicas and stream clients read the segment from memory (see `ShadowLog.append`).
             let seg = try shadow.writeSegment(g, index: c.position.index, offset: start, keepCopy: true) { write in
                 if verifiedInBuffer {
                     try write(UnsafeRawBufferPointer(rebasing: buffer[0..<Int(end - start)]))
@@ -196,7 +196,7 @@ extension Database {
                     throw ReplicationError(.io, "cannot copy to shadow wal: \(meta.walPath) changed while copying")
                 }
             }
-            noteSegment(seg, generation: g)
+            shadowLog.append(seg, generation: g)
         } catch {
             throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
         }
@@ -233,9 +233,7 @@ extension Database {
 
     /// Publishes the cursor position and wakes the replicas.
     func publish() {
-        let pos = cursor?.position
-        publishedPosition.withLock { $0 = pos }
-        for o in observers { o.shadowDidChange() }
+        shadowLog.publish(cursor?.position)
     }
 
     /// Removes other generations and shadow indexes no replica needs any more (REPLICATION §6.10).
@@ -243,7 +241,7 @@ extension Database {
     /// Skipped when nothing it depends on changed since the last run (it lists directories, and syncs are frequent).
     func clean() throws {
         let key = CleanKey(generation: cursor?.position.generation, index: cursor?.position.index,
-                           replicaIndexes: replicaIndexes.current.values.map { $0 }.sorted { ($0 ?? 0) < ($1 ?? 0) })
+                           replicaIndexes: shadowLog.heldIndexes.sorted { ($0 ?? 0) < ($1 ?? 0) })
         if key == lastClean { return }
         // Every outcome below depends only on the key (and on the disk, which only we change), so the early
         // returns are remembered too; a failure forgets it so the next sync retries.
@@ -261,11 +259,11 @@ extension Database {
         }
         guard let g = current, let c = cursor, c.position.generation == g else { return }
         let minRetention = Int64(c.position.index) - Int64(options.shadowRetentionCount)
-        let needs = replicaIndexes.current
+        let needs = shadowLog.heldIndexes
         var limit = minRetention
         if !needs.isEmpty {
             // A replica whose position is unknown (nil) still needs everything.
-            let known = needs.values.compactMap { $0 }
+            let known = needs.compactMap { $0 }
             guard known.count == needs.count, let minReplica = known.min(), minReplica > 0 else { return }
             limit = min(limit, Int64(minReplica))
         }

@@ -32,7 +32,6 @@ public final class Database: @unchecked Sendable {
     var databaseFD: FileDescriptor?          // long-lived: closing any descriptor of the file drops SQLite's locks
     var pageSize = 0
     var cursor: ShadowCursor?
-    var observers: [any ShadowObserver] = []
     var lastClean: CleanKey?
     var walBuffer: UnsafeMutableRawBufferPointer?  // scratch for WAL reads, reused by every sync
     var lastCopyBytes: UInt64 = 0  // WAL bytes the last sync copied (sizes walBuffer)
@@ -45,17 +44,10 @@ public final class Database: @unchecked Sendable {
     let syncPending = Locked<ContinuousClock.Instant?>(nil)
     /// The batching delay in force (see `DatabaseOptions.maxMonitorDelayInterval`).
     let currentDelay: Locked<Duration>
-    /// Published copy of the shadow position, readable from any thread.
-    let publishedPosition = Locked<WALPosition?>(nil)
-    /// Smallest shadow index each replica still needs, published by the replicas (nil = unknown).
-    let replicaIndexes = Locked<[ObjectIdentifier: UInt32?]>([:])
-    /// Live `/stream` clients attached; while any is, syncs run at the minimum delay (commit-to-visible lag).
-    let activeStreams = Locked(0)
+    /// The seam to the consumers of the shadow WAL: this database publishes to it, they read from it.
+    public let shadowLog: ShadowLog
     /// Syncs failed in a row (0 after a good one), since when, and the last error: for `/readyz` and the logs.
     public let syncFailures = Locked<SyncFailures>(SyncFailures())
-    /// The segments written most recently by this process, in order, with their generation (see `recentSegments`).
-    let recent = Locked<(generation: Generation?, segments: [ShadowSegment])>((nil, []))
-
     deinit { walBuffer?.deallocate() }
 
     /// Failed syncs in a row after which the database is closed and reopened from scratch.
@@ -67,6 +59,7 @@ public final class Database: @unchecked Sendable {
         self.options = options
         self.meta = MetaDirectory(databasePath: path)
         self.shadow = ShadowWAL(meta: meta)
+        self.shadowLog = ShadowLog(meta: meta)
         var l = logger
         l[metadataKey: "db"] = "\(path)"
         self.logger = l
@@ -82,81 +75,8 @@ public final class Database: @unchecked Sendable {
         return try queue.sync(execute: body)
     }
 
-    /// Registers an observer of shadow changes.
-    ///
-    /// A replica (`retainsShadow`) keeps every shadow index it has not uploaded; a live stream client does not
-    /// (it falls back to a snapshot when the index it needs was removed).
-    public func addObserver(_ o: any ShadowObserver, retainsShadow: Bool = true) {
-        onQueue { observers.append(o) }
-        if retainsShadow { replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(nil) } }
-    }
-
-    /// The last segments (at most 1,024) this process wrote to the shadow WAL of generation `g`, in order and
-    /// without gaps: stream clients find their next segment here instead of listing directories.
-    public func recentSegments(generation g: Generation) -> [ShadowSegment] {
-        recent.withLock { $0.generation == g ? $0.segments : [] }
-    }
-
-    /// Records a segment just written (called on the queue, in write order).
-    ///
-    /// The bytes of the newest segments stay in memory, 4 MiB at most, until the replica has uploaded them
-    /// (`releaseSegmentBytes`): a replica and the stream clients then read them from there instead of
-    /// reopening and verifying the file this process just wrote. Older entries keep only their path.
-    func noteSegment(_ s: ShadowSegment, generation g: Generation) {
-        recent.withLock { r in
-            if r.generation != g { r = (g, []) }
-            r.segments.append(s)
-            if r.segments.count > 1024 { r.segments.removeFirst(r.segments.count - 768) }
-            var kept = 0
-            for i in r.segments.indices.reversed() {
-                guard let c = r.segments[i].compressed else { continue }
-                if kept + c.count > 4 << 20 { r.segments[i].compressed = nil } else { kept += c.count }
-            }
-        }
-    }
-
-    /// `segments` with the bytes this process still holds for them (`ShadowSegment.compressed`).
-    public func withKeptBytes(_ segments: [ShadowSegment], generation g: Generation) -> [ShadowSegment] {
-        recent.withLock { r in
-            guard r.generation == g else { return segments }
-            return segments.map { s in
-                guard s.compressed == nil,
-                      let kept = r.segments.last(where: { $0.index == s.index && $0.offset == s.offset }) else { return s }
-                var copy = s
-                copy.compressed = kept.compressed
-                return copy
-            }
-        }
-    }
-
-    /// Forgets the in-memory bytes of segments before `position` once they are uploaded, unless another replica
-    /// or a stream client may still want them (those fall back to the files; the 4 MiB cap bounds the rest).
-    func releaseSegmentBytes(before position: WALPosition) {
-        guard activeStreams.current == 0, replicaIndexes.current.count <= 1 else { return }
-        recent.withLock { r in
-            guard r.generation == position.generation else { return }
-            for i in r.segments.indices where r.segments[i].compressed != nil {
-                let s = r.segments[i]
-                if s.index < position.index || (s.index == position.index && s.offset < position.offset) {
-                    r.segments[i].compressed = nil
-                }
-            }
-        }
-    }
-
-    /// Unregisters an observer added with `addObserver` (a stream client that went away).
-    public func removeObserver(_ o: any ShadowObserver) {
-        onQueue { observers.removeAll { $0 === o } }
-        replicaIndexes.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(o)) }
-    }
-
-    /// Publishes the smallest shadow index a replica still needs (nil = not known yet).
-    func setReplicaIndex(_ index: UInt32?, for o: any ShadowObserver) {
-        replicaIndexes.withLock { $0[ObjectIdentifier(o)] = .some(index) }
-    }
-
     /// The current shadow position (end of copied data), or nil before the first sync.
-    public var position: WALPosition? { publishedPosition.current }
+    public var position: WALPosition? { shadowLog.position }
 
     /// Whether the database is open and tracked.
     public var isOpen: Bool { onQueue { readGuard != nil } }
@@ -236,7 +156,7 @@ public final class Database: @unchecked Sendable {
     private func adaptDelay(copied: Bool) {
         let minimum = options.monitorDelayInterval
         // Batching trades latency for CPU; a live stream client wants every commit as soon as possible.
-        let maximum = activeStreams.current > 0 ? minimum : max(options.maxMonitorDelayInterval, minimum)
+        let maximum = shadowLog.streamCount > 0 ? minimum : max(options.maxMonitorDelayInterval, minimum)
         currentDelay.withLock { d in
             d = copied ? min(max(d * 2, .milliseconds(1)), maximum) : minimum
         }
@@ -273,7 +193,7 @@ public final class Database: @unchecked Sendable {
         walFile = nil
         positionFile.close()
         cursor = nil
-        publishedPosition.withLock { $0 = nil }
+        shadowLog.publish(nil, notify: false)
     }
 }
 

@@ -6,8 +6,8 @@ extension Replica {
     /// Uploading the WAL before the snapshot means a restore from this snapshot always finds the WAL it needs.
     @discardableResult
     func snapshot() throws -> SnapshotInfo {
-        let lease = try db.beginSnapshot()
-        defer { db.endSnapshot(lease) }
+        let lease = try snapshots.beginSnapshot()
+        defer { snapshots.endSnapshot(lease) }
         let pos = lease.position
         let g = pos.generation
         if position?.generation != g {
@@ -60,7 +60,7 @@ extension Replica {
     /// directory or prefix was deleted, the bucket recreated) the WAL uploaded since would be unrestorable, so a
     /// new snapshot is written at once, with one log line. Runs on every retention check and before the final sync.
     func ensureGenerationOnReplica(knownSnapshots: [SnapshotInfo]? = nil) throws {
-        guard position != nil, let g = db.position?.generation else { return }
+        guard position != nil, let g = log.position?.generation else { return }
         let snapshots = try knownSnapshots.map { $0.filter { $0.generation == g } } ?? client.snapshots(generation: g)
         guard snapshots.isEmpty else { return }
         logger.warning("replica \(name) (\(client.location)) no longer holds generation \(g.name) (deleted or recreated?); writing a new snapshot")
@@ -75,14 +75,14 @@ extension Replica {
         let generations = try client.generations()
         var all: [SnapshotInfo] = []
         for g in generations { all += try client.snapshots(generation: g) }
-        if let g = db.position?.generation, position != nil, !all.contains(where: { $0.generation == g }) {
+        if let g = log.position?.generation, position != nil, !all.contains(where: { $0.generation == g }) {
             try ensureGenerationOnReplica(knownSnapshots: all)
             all += try client.snapshots(generation: g)
         }
         let cutoff = options.now().addingTimeInterval(-options.retention.timeInterval)
         var retained = all.filter { $0.createdAt >= cutoff }
         if retained.isEmpty { retained = [try snapshot()] }
-        let current = db.position?.generation
+        let current = log.position?.generation
         if options.skipRemoteDeletion {
             logger.debug("retention: skip-remote-deletion is set; nothing deleted on replica \(name)")
         }

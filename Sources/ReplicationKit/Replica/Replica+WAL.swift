@@ -23,8 +23,8 @@ extension Replica {
     /// Uploads shadow segments from the replica position on, one replica object per WAL index.
     func uploadWAL(generation g: Generation) throws {
         guard var pos = position else { return }
-        let current = db.position
-        let groups = try db.shadowSegments(generation: g, fromIndex: pos.index)
+        let current = log.position
+        let groups = try log.segments(generation: g, fromIndex: pos.index)
         guard let first = groups.first, first.0 == pos.index, !first.1.isEmpty else {
             throw ReplicationError(.notFound, "shadow wal no longer holds \(pos)")
         }
@@ -48,9 +48,7 @@ extension Replica {
                     throw ReplicationError(.conflict, "replica is ahead of the local shadow wal at \(pos)")
                 }
             }
-            pos = try uploadIndex(generation: g, index: index, from: pos.offset,
-                                  segments: db.withKeptBytes(pending, generation: g))
-            db.releaseSegmentBytes(before: pos)
+            pos = try uploadIndex(generation: g, index: index, from: pos.offset, segments: pending)
             position = pos
             publishPosition()
         }
@@ -74,7 +72,7 @@ extension Replica {
                         guard s.offset == end else {
                             throw ReplicationError(.corrupt, "non-contiguous segment: expected=\(Hex.format(end, width: 16)) current=\(Hex.format(s.offset, width: 16))")
                         }
-                        let decoder = try db.openShadowSegment(s, durable: true)
+                        let decoder = try log.open(s, durable: true)
                         var segOffset = s.offset
                         while true {
                             let n = try buf.withUnsafeMutableBytes { try decoder.read(into: $0) }
@@ -89,7 +87,7 @@ extension Replica {
                         }
                         end = segOffset
                     }
-                    try db.syncShadowDirectories(of: segments)
+                    try log.syncDirectories(of: segments)
                     try encoder.finish()
                 }
             }

@@ -15,7 +15,12 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     public let client: any ReplicaClient
     /// Timing.
     public let options: ReplicaOptions
-    let db: Database
+    /// What the replica consumes: the database's shadow log (segments in, the position it holds back out).
+    let log: ShadowLog
+    /// Where snapshots come from (the database file, through a read transaction).
+    let snapshots: any SnapshotSource
+    /// The database's path (metric labels, queue name).
+    let databasePath: String
     let logger: Logger
     let queue: DispatchQueue
 
@@ -39,7 +44,9 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     public init(name: String, client: any ReplicaClient, db: Database, options: ReplicaOptions, logger: Logger) {
         self.name = name
         self.client = client
-        self.db = db
+        self.log = db.shadowLog
+        self.snapshots = db
+        self.databasePath = db.path
         self.options = options
         var l = logger
         l[metadataKey: "replica"] = "\(name)"
@@ -49,11 +56,11 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     }
 
     /// This replica's metric handles (looked up per use: cheap, and survives a later `bootstrap()`).
-    var metrics: ReplicaMetrics { ReplicaMetrics.for(db: db.path, name: name) }
+    var metrics: ReplicaMetrics { ReplicaMetrics.for(db: databasePath, name: name) }
 
     /// Registers with the database and starts the background work (first sync now, timers for snapshots/retention).
     public func start() {
-        db.addObserver(self)
+        log.subscribe(self, retainsShadow: true)
         queue.async { [self] in
             runSync()
             if options.snapshotInterval > .zero {
@@ -113,7 +120,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             failures += 1
             position = nil
             syncedPosition.withLock { $0 = nil }
-            db.setReplicaIndex(nil, for: self)
+            log.report(self, holds: nil)
             let previous = lastError.withLock { e in defer { e = error.oneLine }; return e }
             // One line per new error, not per retry (a long outage would log every backoff step).
             if previous != error.oneLine {
@@ -148,7 +155,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
 
     /// Uploads everything the shadow WAL has beyond the replica position (REPLICATION §7.2).
     func syncOnQueue() throws {
-        guard let dbPos = db.position else { return }
+        guard let dbPos = log.position else { return }
         let g = dbPos.generation
         if position?.generation != g { position = nil }
         if position == nil {
@@ -173,10 +180,10 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
         lastSyncedAt.withLock { $0 = Date() }
     }
 
-    /// Publishes the position to other threads and to the database's shadow cleaner.
+    /// Publishes the position to other threads and reports it to the shadow log (the replica's only report back).
     func publishPosition() {
         syncedPosition.withLock { $0 = position }
-        db.setReplicaIndex(position?.index, for: self)
+        log.report(self, holds: position)
         if let p = position { metrics.setPosition(p) }
     }
 }

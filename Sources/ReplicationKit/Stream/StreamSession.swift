@@ -16,6 +16,8 @@ import NIOHTTP1
 final class StreamSession: ShadowObserver, @unchecked Sendable {
     // @unchecked: mutable state is confined to `queue`; `wakePending` is a lock.
     private let db: Database
+    /// The database's shadow log: segments in, the position this session holds back out.
+    private let log: ShadowLog
     private let channel: any Channel
     private let queue: DispatchQueue
     private let logger: Logger
@@ -46,6 +48,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
 
     init(db: Database, channel: any Channel, request: StreamRequest, cache: StreamSnapshotCache, logger: Logger) {
         self.db = db
+        self.log = db.shadowLog
         self.channel = channel
         self.request = request
         self.cache = cache
@@ -70,13 +73,12 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
 
     private func startOnQueue() -> SimpleHTTPResponse? {
         let pageSize = db.currentPageSize
-        guard pageSize > 0, let current = db.position else {
+        guard pageSize > 0, let current = log.position else {
             return .text(.serviceUnavailable, "No generation available")
         }
         // Registered before anything is listed, so no segment written meanwhile goes unnoticed.
-        db.addObserver(self, retainsShadow: false)
-        db.activeStreams.withLock { $0 += 1 }
-        metrics.clients.record(db.activeStreams.current)
+        log.subscribe(self, retainsShadow: false)
+        metrics.clients.record(log.streamCount)
         channel.closeFuture.whenComplete { [self] _ in queue.async { self.teardown(reason: "client disconnected") } }
 
         generation = current.generation
@@ -123,7 +125,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     /// Whether `p` can be continued from the local shadow WAL without a snapshot.
     private func canResume(from p: WALPosition, current: WALPosition) -> Bool {
         guard let order = p.compare(current), order != .orderedDescending else { return false }
-        let shadow = ShadowWAL(meta: db.meta)
+        let shadow = ShadowWAL(meta: log.meta)
         guard let segments = try? shadow.segments(p.generation, index: p.index), !segments.isEmpty else {
             // Nothing of that index left locally, unless it is the current one and still empty.
             return p.index == current.index && p.offset == 0 && current.offset == 0
@@ -144,7 +146,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     /// Queues every segment not sent yet (up to a bounded number of open files at a time).
     private func pump() {
         guard !closed, outgoing.isEmpty, !writing, let g = generation else { return }
-        guard let current = db.position else { return }
+        guard let current = log.position else { return }
         guard current.generation == g else {
             end(reason: "generation changed to \(current.generation.name)")
             return
@@ -186,6 +188,8 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             return end(reason: "read shadow WAL: \(error.oneLine)")
         }
         if queued > 0 {
+            // Everything before the last segment queued is consumed: its bytes need not stay in memory for us.
+            if let p = lastSent { log.report(self, holds: WALPosition(generation: g, index: p.index, offset: p.offset)) }
             metrics.segments.increment(by: queued)
             drive()
             if queued >= 64 { queue.async { self.pump() } }
@@ -195,12 +199,12 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     /// Segments that may come next, in order: from the database's list of recently written segments when the
     /// last one sent (or the start) is in it, which costs no system call; else from listing the shadow WAL.
     private func candidates(_ g: Generation, current: WALPosition) throws -> [ShadowSegment] {
-        let recent = db.recentSegments(generation: g)
+        let recent = log.recentSegments(generation: g)
         let anchor = lastSent ?? startAt
         if let i = recent.lastIndex(where: { $0.index == anchor.index && $0.offset == anchor.offset }) {
             return Array(recent[(lastSent == nil ? i : i + 1)...])
         }
-        let shadow = ShadowWAL(meta: db.meta)
+        let shadow = ShadowWAL(meta: log.meta)
         var out: [ShadowSegment] = []
         for index in anchor.index...max(current.index, anchor.index) {
             out += try shadow.segments(g, index: index)
@@ -282,9 +286,8 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         heartbeatTimer?.cancel()
         heartbeatTimer = nil
         outgoing = []
-        db.removeObserver(self)
-        db.activeStreams.withLock { $0 -= 1 }
-        metrics.clients.record(db.activeStreams.current)
+        log.unsubscribe(self)
+        metrics.clients.record(log.streamCount)
         logger.info("stream disconnected: \(reason)")
     }
 }
