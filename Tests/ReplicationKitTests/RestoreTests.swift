@@ -444,6 +444,28 @@ struct RestoreTests {
         #expect(try FileSystem.list(outDir).isEmpty)
     }
 
+    /// A downloader released late (its deinit can run on an exiting worker thread, after the restore moved on to
+    /// the next candidate) must not remove the files a new attempt writes under the same names.
+    @Test func aClosedDownloaderNeverRemovesFilesAgain() throws {
+        let dir = try tempDir()
+        defer { try? FileSystem.removeTree(dir) }
+        let h = try makeHistory(in: dir, txsPerIndex: [2, 2, 2])
+        let g = Generation(value: 12)
+        try writeReplica(h, root: dir + "/replica", generation: g)
+        let client = FileReplicaClient(root: dir + "/replica")
+        let plan = try RestorePlanner.plan(GenerationListing(generation: g, snapshots: try client.snapshots(generation: g),
+                                                             segments: try client.walSegments(generation: g)))
+        var first: WALDownloader? = WALDownloader(client: client, generation: g, indexes: plan.walIndexes,
+                                                  prefix: dir + "/o.tmp", parallelism: 2)
+        first!.start()
+        first!.close()
+        let paths = first!.jobs.map(\.path)
+        // The next attempt's files, under the same names.
+        for p in paths { try writeFile(p, [1, 2, 3]) }
+        first = nil
+        for p in paths { #expect(FileSystem.exists(p), "\(p) was removed by a downloader already closed") }
+    }
+
     @Test func noSnapshots() throws {
         let r = try standardReplica()
         defer { try? FileSystem.removeTree(r.dir) }

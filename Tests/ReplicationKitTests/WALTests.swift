@@ -404,3 +404,97 @@ struct WALTests {
         #expect(r.committedFrames == 1)
     }
 }
+
+/// The one frame reader (restore's verifier, the live snapshot builder, the stream applier) and the one frame
+/// chain (every scan): same answers as the scanner on a real WAL, and a clear error for each kind of damage.
+@Suite("WAL frame reader")
+struct WALFrameReaderTests {
+    /// A real WAL (header and frames) and its parsed header.
+    private func realWAL() throws -> (wal: [UInt8], header: WALHeader) {
+        let dir = try WALFixture.tempDir("frames")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = try WALFixture.makeRealDatabase(dir + "/db", transactions: 12)
+        defer { c.close() }
+        let wal = try WALFixture.read(dir + "/db-wal")
+        return (wal, try WALHeader(bytes: Array(wal.prefix(walHeaderSize))))
+    }
+
+    /// Reads every frame of `bytes` (header included) with a reader; returns it and the page numbers.
+    private func readAll(_ bytes: [UInt8], pageSize: Int, verify header: WALHeader?, chunk: Int = 1000) throws
+        -> (reader: WALFrameReader, pages: [UInt32]) {
+        var reader = WALFrameReader(pageSize: pageSize, chain: header.map { WALFrameChain(header: $0, checksum: $0.checksumState) })
+        var at = 0
+        let read: (UnsafeMutableRawBufferPointer) throws -> Int = { buf in
+            let n = min(buf.count, chunk, bytes.count - at)
+            bytes.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+            at += n
+            return n
+        }
+        _ = try reader.readHeader(read)
+        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: reader.frameSize, alignment: 8)
+        defer { frame.deallocate() }
+        var pages: [UInt32] = []
+        while let fh = try reader.next(into: frame, read) { pages.append(fh.pageNumber) }
+        return (reader, pages)
+    }
+
+    @Test func readsWhatTheScannerFindsInShortReads() throws {
+        let (wal, header) = try realWAL()
+        let scan = try WALFixture.scan(wal)
+        for chunk in [1, 7, 4096, 1 << 20] {
+            let (reader, pages) = try readAll(wal, pageSize: Int(header.pageSize), verify: header, chunk: chunk)
+            #expect(reader.frames == scan.committedFrames)
+            #expect(reader.endsWithCommit)
+            #expect(reader.bytesRead == scan.committedEnd)
+            #expect(reader.chain?.checksum == scan.checksum)
+            #expect(pages.allSatisfy { $0 > 0 })
+        }
+    }
+
+    @Test func eachKindOfDamageIsNamed() throws {
+        let (wal, header) = try realWAL()
+        let ps = Int(header.pageSize), fs = header.frameSize
+        func message(_ bytes: [UInt8], verify: Bool = true, pageSize: Int? = nil) -> String {
+            do {
+                _ = try readAll(bytes, pageSize: pageSize ?? ps, verify: verify ? header : nil)
+                return "no error"
+            } catch let e as ReplicationError {
+                return e.code == .corrupt ? e.message : "code \(e.code)"
+            } catch { return "\(error)" }
+        }
+        #expect(message(Array(wal.dropLast(10))) == "ends with a partial frame of \(fs - 10) bytes")
+        var page0 = wal
+        for i in 0..<4 { page0[walHeaderSize + fs + i] = 0 }
+        #expect(message(page0, verify: false) == "frame 2 has page number 0")
+        var salt = wal
+        salt[walHeaderSize + 2 * fs + 8] ^= 1
+        #expect(message(salt) == "frame 3 salt mismatch")
+        #expect(message(salt, verify: false) == "no error", "without a chain only the framing is checked")
+        var page = wal
+        page[walHeaderSize + 3 * fs + 100] ^= 0xFF
+        #expect(message(page) == "frame 4 checksum mismatch")
+        #expect(message(wal, pageSize: ps * 2) == "page size mismatch: \(ps * 2) <> \(ps)")
+        #expect(message(Array(wal.prefix(20))) == "WAL header is 20 bytes")
+    }
+
+    @Test func theChainAcceptsExactlyTheScannersFrames() throws {
+        let (wal, header) = try realWAL()
+        var chain = WALFrameChain(header: header, checksum: header.checksumState)
+        var running = header.checksumState
+        let body = Array(wal[walHeaderSize...])
+        let verified = body.withUnsafeBytes { WALScanner(header: header).verifyFrames($0, checksum: &running) }
+        var accepted = 0
+        body.withUnsafeBytes { raw in
+            var base = 0
+            while base + header.frameSize <= raw.count,
+                  chain.accept(UnsafeRawBufferPointer(rebasing: raw[base..<(base + header.frameSize)])) {
+                accepted += 1
+                base += header.frameSize
+            }
+        }
+        #expect(accepted == verified.frames)
+        #expect(chain.checksum == running)
+        let first = body.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[0..<header.frameSize]) }
+        #expect(chain.rejection(of: first) != nil, "a frame already in the chain does not continue it")
+    }
+}

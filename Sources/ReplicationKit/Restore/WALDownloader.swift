@@ -29,6 +29,9 @@ final class WALDownloader: @unchecked Sendable {
     private var cancelled = false
     private var running = 0
     private var started = false
+    /// Set by the first `close()`: later calls (the deinit, which may run late on an exiting worker thread) must
+    /// not remove files again, because by then a new restore attempt may be writing under the same names.
+    private var closed = false
 
     /// Prepares (but does not start) a download of `indexes` into files named after `prefix`.
     init(client: any ReplicaClient, generation: Generation, indexes: [PlannedWALIndex], prefix: String, parallelism: Int) {
@@ -85,7 +88,10 @@ final class WALDownloader: @unchecked Sendable {
         cond.broadcast()
         while running > 0 { cond.wait() }
         let first = consumed
+        let again = closed
+        closed = true
         cond.unlock()
+        if again { return }
         for job in jobs[first...] { try? FileSystem.remove(job.path) }
     }
 

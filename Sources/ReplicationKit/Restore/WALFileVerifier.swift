@@ -45,29 +45,20 @@ enum WALFileVerifier {
             throw ReplicationError(.corrupt, "wal size \(size) is not 32 + a whole number of \(frameSize)-byte frames")
         }
         let frameCount = Int(body / UInt64(frameSize))
-        var checksum = header.checksumState
-        var lastCommit = 0
+        var reader = WALFrameReader(pageSize: pageSize, chain: WALFrameChain(header: header, checksum: header.checksumState))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frameSize, alignment: 8)
         defer { buffer.deallocate() }
-        for n in stride(from: 1, through: frameCount, by: 1) {
-            let offset = UInt64(walHeaderSize) + UInt64(n - 1) * UInt64(frameSize)
-            let got = try fd.pread(into: buffer, at: offset)
-            guard got == frameSize else {
-                throw ReplicationError(.corrupt, "frame \(n) truncated (file changed while verifying)")
+        var offset = UInt64(walHeaderSize)
+        while reader.frames < frameCount {
+            guard try reader.next(into: buffer, { chunk in
+                let n = try fd.pread(into: chunk, at: offset)
+                offset += UInt64(n)
+                return n
+            }) != nil else {
+                throw ReplicationError(.corrupt, "frame \(reader.frames + 1) truncated (file changed while verifying)")
             }
-            let raw = UnsafeRawBufferPointer(buffer)
-            let fh = WALFrameHeader(raw)
-            guard fh.salt1 == header.salt1, fh.salt2 == header.salt2 else {
-                throw ReplicationError(.corrupt, "frame \(n) salt mismatch")
-            }
-            guard fh.pageNumber != 0 else { throw ReplicationError(.corrupt, "frame \(n) has page number 0") }
-            checksum.update(UnsafeRawBufferPointer(rebasing: raw[0..<8]))
-            checksum.update(UnsafeRawBufferPointer(rebasing: raw[walFrameHeaderSize..<frameSize]))
-            guard checksum.s0 == fh.checksum1, checksum.s1 == fh.checksum2 else {
-                throw ReplicationError(.corrupt, "frame \(n) checksum mismatch")
-            }
-            if fh.isCommit { lastCommit = n }
         }
+        let lastCommit = reader.committedFrames
         guard lastCommit == frameCount else {
             throw ReplicationError(.corrupt, "wal does not end with a commit frame (\(frameCount) frames, last commit at frame \(lastCommit))")
         }

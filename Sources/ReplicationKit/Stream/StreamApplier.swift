@@ -308,44 +308,18 @@ public final class StreamApplier: @unchecked Sendable {
                 }
                 return n
             }
-            func fill(_ target: UnsafeMutableRawBufferPointer) throws -> Int {
-                var got = 0
-                while got < target.count {
-                    let n = try decoder.read(into: UnsafeMutableRawBufferPointer(rebasing: target[got...]))
-                    if n == 0 { break }
-                    got += n
-                }
-                return got
-            }
-            var total: UInt64 = 0
-            if header.offset == 0 {
-                var h = [UInt8](repeating: 0, count: walHeaderSize)
-                let n = try h.withUnsafeMutableBytes { try fill($0) }
-                guard n == walHeaderSize else { throw corrupt("WAL header is \(n) bytes") }
-                let remotePageSize = Int(BigEndian.u32(h, 8))
-                guard remotePageSize == pageSize else {
-                    throw corrupt("page size mismatch: \(pageSize) <> \(remotePageSize)")
-                }
-                total += UInt64(n)
-            }
-            var frames = 0
-            var endsWithCommit = false
-            while true {
-                let n = try fill(wal.frameBuffer)
-                total += UInt64(n)
-                if n == 0 { break }
-                guard n == wal.frameSize else { throw corrupt("ends with a partial frame of \(n) bytes") }
-                let fh = WALFrameHeader(UnsafeRawBufferPointer(wal.frameBuffer))
-                guard fh.pageNumber != 0 else { throw corrupt("frame \(frames) has page number 0") }
-                try wal.appendFrame()
-                frames += 1
-                endsWithCommit = fh.isCommit
+            var reader = WALFrameReader(pageSize: pageSize)
+            do {
+                if header.offset == 0 { _ = try reader.readHeader(decoder.read) }
+                while try reader.next(into: wal.frameBuffer, decoder.read) != nil { try wal.appendFrame() }
+            } catch let e as ReplicationError where e.code == .corrupt {
+                throw corrupt(e.message)
             }
             // A segment at offset 0 may hold only the WAL header; any frames must end a transaction.
-            guard endsWithCommit || (frames == 0 && header.offset == 0) else {
-                throw corrupt(frames == 0 ? "no frames" : "does not end with a commit frame")
+            guard reader.frames > 0 ? reader.endsWithCommit : header.offset == 0 else {
+                throw corrupt(reader.frames == 0 ? "no frames" : "does not end with a commit frame")
             }
-            return total
+            return reader.bytesRead
         } catch let e as LZ4Error {
             throw corrupt(e.message)
         }

@@ -96,38 +96,21 @@ enum StreamSnapshotBuilder {
         // 2. Every frame of the current index up to the position, in order (later frames win).
         var dbPages: UInt64 = copied / UInt64(pageSize)
         let shadow = ShadowWAL(meta: db.meta)
-        let frameSize = 24 + pageSize
-        var frame = [UInt8](repeating: 0, count: frameSize)
+        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: walFrameHeaderSize + pageSize, alignment: 8)
+        defer { frame.deallocate() }
         for seg in try shadow.segments(p.generation, index: p.index) where seg.offset < p.offset {
-            var skip = seg.offset == 0 ? 32 : 0
-            var filled = 0
-            _ = try shadow.openSegment(seg).forEachChunk { bytes in
-                var i = 0
-                while i < bytes.count {
-                    if skip > 0 {
-                        let n = min(skip, bytes.count - i)
-                        skip -= n
-                        i += n
-                        continue
-                    }
-                    let n = min(frameSize - filled, bytes.count - i)
-                    frame.withUnsafeMutableBytes { f in
-                        (f.baseAddress! + filled).copyMemory(from: bytes.baseAddress! + i, byteCount: n)
-                    }
-                    filled += n
-                    i += n
-                    if filled == frameSize {
-                        filled = 0
-                        let pgno = UInt64(BigEndian.u32(frame, 0)), commit = UInt64(BigEndian.u32(frame, 4))
-                        guard pgno > 0 else { throw ReplicationError(.corrupt, "shadow segment \(seg.path): frame with page 0") }
-                        try frame.withUnsafeBytes { f in
-                            try out.pwriteAll(UnsafeRawBufferPointer(rebasing: f[24...]), at: (pgno - 1) * UInt64(pageSize))
-                        }
-                        if commit > 0 { dbPages = commit }
-                    }
+            let decoder = try shadow.openSegment(seg)
+            var reader = WALFrameReader(pageSize: pageSize)
+            do {
+                if seg.offset == 0 { _ = try reader.readHeader(decoder.read) }
+                while let fh = try reader.next(into: frame, decoder.read) {
+                    try out.pwriteAll(UnsafeRawBufferPointer(rebasing: frame[walFrameHeaderSize...]),
+                                      at: UInt64(fh.pageNumber - 1) * UInt64(pageSize))
+                    if fh.isCommit { dbPages = UInt64(fh.commitSize) }
                 }
+            } catch let e as ReplicationError {
+                throw e.wrapped("shadow segment \(seg.path)")
             }
-            guard filled == 0 else { throw ReplicationError(.corrupt, "shadow segment \(seg.path) ends inside a frame") }
         }
         let size = dbPages * UInt64(pageSize)
         try out.truncate(to: size)

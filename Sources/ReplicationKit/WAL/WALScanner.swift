@@ -29,21 +29,18 @@ public struct WALScanner {
     /// chained correctly (stops at the first bad one) and whether the last good one is a commit frame.
     public func verifyFrames(_ bytes: UnsafeRawBufferPointer, checksum: inout WALChecksum) -> (frames: Int, lastIsCommit: Bool) {
         let fs = header.frameSize
+        var chain = WALFrameChain(header: header, checksum: checksum)
         var good = 0
         var lastIsCommit = false
         var base = 0
         while base + fs <= bytes.count {
-            let fh = WALFrameHeader(bytes, at: base)
-            guard fh.salt1 == header.salt1, fh.salt2 == header.salt2 else { break }
-            var next = checksum
-            next.update(UnsafeRawBufferPointer(rebasing: bytes[base..<(base + 8)]))
-            next.update(UnsafeRawBufferPointer(rebasing: bytes[(base + walFrameHeaderSize)..<(base + fs)]))
-            guard next.s0 == fh.checksum1 && next.s1 == fh.checksum2 else { break }
-            checksum = next
+            let frame = UnsafeRawBufferPointer(rebasing: bytes[base..<(base + fs)])
+            guard chain.accept(frame) else { break }
             good += 1
-            lastIsCommit = fh.isCommit
+            lastIsCommit = WALFrameHeader(frame).isCommit
             base += fs
         }
+        checksum = chain.checksum
         return (good, lastIsCommit)
     }
 
@@ -120,7 +117,7 @@ public struct WALScanner {
                      onCommittedBytes: ((ArraySlice<UInt8>) throws -> Void)? = nil) throws -> WALScanResult {
         let fs = header.frameSize
         var result = WALScanResult(committedEnd: offset, checksum: checksum, lastCommitFrame: nil, committedFrames: 0)
-        var running = checksum
+        var chain = WALFrameChain(header: header, checksum: checksum)
         var cursor = offset
         // Bytes of the transaction in progress (frames after the last commit), kept only when a consumer wants them.
         var pending: [UInt8] = []
@@ -133,11 +130,8 @@ public struct WALScanner {
             while i < whole {
                 let base = i * fs
                 let (valid, isCommit) = chunk.withUnsafeBytes { raw -> (Bool, Bool) in
-                    let fh = WALFrameHeader(raw, at: base)
-                    guard fh.salt1 == header.salt1, fh.salt2 == header.salt2 else { return (false, false) }
-                    running.update(UnsafeRawBufferPointer(rebasing: raw[base..<(base + 8)]))
-                    running.update(UnsafeRawBufferPointer(rebasing: raw[(base + walFrameHeaderSize)..<(base + fs)]))
-                    return (running.s0 == fh.checksum1 && running.s1 == fh.checksum2, fh.isCommit)
+                    let frame = UnsafeRawBufferPointer(rebasing: raw[base..<(base + fs)])
+                    return (chain.accept(frame), WALFrameHeader(frame).isCommit)
                 }
                 if !valid { break scanning }
                 pendingFrames += 1
@@ -149,7 +143,7 @@ public struct WALScanner {
                         pending.removeAll(keepingCapacity: true)
                     }
                     result.committedEnd = cursor
-                    result.checksum = running
+                    result.checksum = chain.checksum
                     result.committedFrames += pendingFrames
                     pendingFrames = 0
                     result.lastCommitFrame = Array(chunk[base..<(base + fs)])
