@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Logging
 @testable import ReplicationKit
 
 /// An in-memory byte source that hands out at most `step` bytes per read (to exercise partial reads).
@@ -238,5 +239,91 @@ struct AgeCLIInteropTests {
         // Armored (PEM) output is not what Litestream writes: refused with a clear reason.
         let armored = try AgeCLI.run(AgeCLI.age, ["-a", "-r", k1.recipient], input: pattern(10))
         #expect(throws: ReplicationError.self) { try ageDecrypt(armored.out, with: ids1) }
+    }
+}
+
+@Suite("age replica client")
+struct AgeReplicaClientTests {
+    private func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agerc-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    private func readAll(_ src: any ByteSource) throws -> [UInt8] {
+        defer { src.close() }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 5000)
+        while true {
+            let n = try buf.withUnsafeMutableBytes { try src.read(into: $0) }
+            if n == 0 { return out }
+            out += buf[0..<n]
+        }
+    }
+
+    /// Objects are stored encrypted (listed with their stored size), read back decrypted; a client without
+    /// identities cannot read, one without recipients cannot write.
+    @Test func encryptsOnWriteAndDecryptsOnOpen() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let id = try AgeIdentity.generate()
+        let base = FileReplicaClient(root: dir)
+        let client = AgeReplicaClient(base, config: AgeConfig(recipients: [id.recipient], identities: [id]))
+        let g = try #require(Generation(name: "0123456789abcdef"))
+        let snapshotBytes = pattern(150_000), walBytes = pattern(70_000, seed: 9)
+        let info = try client.writeSnapshot(generation: g, index: 1) { sink in try snapshotBytes.withUnsafeBytes { try sink($0) } }
+        let seg = try client.writeWALSegment(position: WALPosition(generation: g, index: 1, offset: 0)) { sink in
+            try walBytes.withUnsafeBytes { try sink($0) }
+        }
+        let stored = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/" + client.objectName(snapshot: info))))
+        #expect(stored.starts(with: Array("age-encryption.org/v1\n".utf8)))
+        #expect(info.size == UInt64(stored.count) && stored.count > snapshotBytes.count)
+        #expect(try client.snapshots(generation: g).map(\.size) == [info.size])
+        #expect(try readAll(client.openSnapshot(info)) == snapshotBytes)
+        #expect(try readAll(client.openWALSegment(seg)) == walBytes)
+        #expect(try ageDecrypt(stored, with: [id]) == snapshotBytes)
+        #expect(client.canReadObjects)
+
+        let writeOnly = AgeReplicaClient(base, config: AgeConfig(recipients: [id.recipient], identities: []))
+        #expect(!writeOnly.canReadObjects)
+        do {
+            _ = try writeOnly.openSnapshot(info)
+            Issue.record("opened without identities")
+        } catch {
+            #expect(error.oneLine == "file replica \(dir): the replica is age-encrypted and age has no identities: add age.identities (the AGE-SECRET-KEY-1… key of a recipient) to read it")
+        }
+        let readOnly = AgeReplicaClient(base, config: AgeConfig(recipients: [], identities: [id]))
+        #expect(throws: ReplicationError.self) {
+            _ = try readOnly.writeSnapshot(generation: g, index: 2) { sink in try [1].withUnsafeBytes { try sink($0) } }
+        }
+        #expect(try base.snapshots(generation: g).count == 1)
+    }
+
+    /// The replicator takes a lease on an encrypted replica's store (the lease object itself is not encrypted), and
+    /// refuses identities without recipients before anything is opened.
+    @Test func replicatorChecks() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let id = try AgeIdentity.generate()
+        func config(_ age: String) throws -> Configuration {
+            try Configuration.parse(yaml: """
+                dbs:
+                  - path: \(dir)/app.db
+                    lease: {ttl: 30s}
+                    replicas:
+                      - url: file://\(dir)/replica
+                        age: {\(age)}
+                """, sourceName: "test.yml", expandEnv: false, environment: [:])
+        }
+        let replicator = try Replicator(config: try config("recipients: [\(id.recipient)]"), logger: Logger(label: "test"))
+        #expect(replicator.leases.count == 1)
+        #expect(replicator.entries.first?.replicas.first?.client.canReadObjects == false)
+        do {
+            _ = try Replicator(config: try config("identities: [\(id.secretKeyString)]"), logger: Logger(label: "test"))
+            Issue.record("identities without recipients were accepted for replication")
+        } catch {
+            #expect(error.oneLine.contains("age has identities but no recipients: replicating would write unencrypted objects"))
+            #expect(!error.oneLine.contains(id.secretKeyString))
+        }
     }
 }
