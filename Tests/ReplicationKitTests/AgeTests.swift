@@ -250,17 +250,6 @@ struct AgeReplicaClientTests {
         return dir
     }
 
-    private func readAll(_ src: any ByteSource) throws -> [UInt8] {
-        defer { src.close() }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 5000)
-        while true {
-            let n = try buf.withUnsafeMutableBytes { try src.read(into: $0) }
-            if n == 0 { return out }
-            out += buf[0..<n]
-        }
-    }
-
     /// Objects are stored encrypted (listed with their stored size), read back decrypted; a client without
     /// identities cannot read, one without recipients cannot write.
     @Test func encryptsOnWriteAndDecryptsOnOpen() throws {
@@ -279,8 +268,8 @@ struct AgeReplicaClientTests {
         #expect(stored.starts(with: Array("age-encryption.org/v1\n".utf8)))
         #expect(info.size == UInt64(stored.count) && stored.count > snapshotBytes.count)
         #expect(try client.snapshots(generation: g).map(\.size) == [info.size])
-        #expect(try readAll(client.openSnapshot(info)) == snapshotBytes)
-        #expect(try readAll(client.openWALSegment(seg)) == walBytes)
+        #expect(try ReplicaClientConformance.bytes(of: client.openSnapshot(info)) == snapshotBytes)
+        #expect(try ReplicaClientConformance.bytes(of: client.openWALSegment(seg)) == walBytes)
         #expect(try ageDecrypt(stored, with: [id]) == snapshotBytes)
         #expect(client.canReadObjects)
 
