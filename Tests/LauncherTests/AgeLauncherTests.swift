@@ -161,8 +161,8 @@ extension ReplicationIntegrationTests {
             outputs.append(try Self.expectRefusedRestore(["-config", wrong, "-o", out2, db], output: out2,
                                                          expected: "no configured identity matches a recipient of the object"))
             // Without any age block the objects are not LZ4: a clear error too.
-            let plainURL = try runCommand(TestSupport.launcher, ["restore", "-o", out2, "file://\(replica)"])
-            #expect(plainURL.status == 1 && !FileManager.default.fileExists(atPath: out2), "\(plainURL.output)")
+            outputs.append(try Self.expectRefusedRestore(["-o", out2, "file://\(replica)"], output: out2,
+                                                         expected: "not an lz4 frame: the object is age-encrypted"))
 
             // Identities without recipients cannot replicate: it would write plaintext.
             let refused = try H.launcher(["replicate", "-config", idOnly], timeout: 60)
