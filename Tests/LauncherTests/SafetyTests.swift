@@ -99,7 +99,7 @@ extension ReplicationIntegrationTests {
         }
 
         /// Misspelt keys are named with the closest valid key (replicate: a log line; listings: stderr), and an
-        /// `age` block stops the launcher instead of writing plaintext backups.
+        /// `age` block with a bad key stops the launcher instead of writing plaintext backups.
         @Test func keysNotActedOnAreNamed() throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
@@ -116,11 +116,16 @@ extension ReplicationIntegrationTests {
             #expect(listing.status == 0 && listing.output.contains("retension: unknown key"), "\(listing.output)")
 
             let age = sb.path("age.yml")
-            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: \(sb.url("enc"))\n        age:\n          recipients: [age1qqq]\n"
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: \(sb.url("enc"))\n        age:\n          recipients: [age1qqq]\n          identitys: [x]\n"
                 .write(toFile: age, atomically: true, encoding: .utf8)
             let refused = try H.launcher(["replicate", "-config", age], timeout: 60)
             #expect(refused.status == 1, "\(refused.output)")
-            #expect(refused.output.contains("dbs[0].replicas[0].age: client-side encryption (age) is not supported"), "\(refused.output)")
+            #expect(refused.output.contains(#"dbs[0].replicas[0].age.identitys: unknown age setting (did you mean "identities"?)"#), "\(refused.output)")
+            try "dbs:\n  - path: \(db)\n    replicas:\n      - url: \(sb.url("enc"))\n        age:\n          recipients: [age1qqq]\n"
+                .write(toFile: age, atomically: true, encoding: .utf8)
+            let badKey = try H.launcher(["replicate", "-config", age], timeout: 60)
+            #expect(badKey.status == 1, "\(badKey.output)")
+            #expect(badKey.output.contains("dbs[0].replicas[0].age.recipients[0]: line 1: not an age X25519 recipient"), "\(badKey.output)")
             #expect(!FileManager.default.fileExists(atPath: sb.path("enc")))
         }
 

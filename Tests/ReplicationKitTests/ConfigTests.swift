@@ -622,13 +622,42 @@ private func urlError(_ url: String) -> String? {
     }
 
     @Test func keysThatWouldMisleadAreErrors() {
-        #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        age:\n          recipients: [age1x]\n")?
-            .hasPrefix("/etc/litestream.yml: dbs[0].replicas[0].age: client-side encryption (age) is not supported") == true)
+        // An age block that encrypts nothing, or a key that does not parse, stops the launcher (never plaintext).
+        #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        age:\n          recipients: [age1x]\n")
+            == "/etc/litestream.yml: dbs[0].replicas[0].age.recipients[0]: line 1: not an age X25519 recipient (age1…), or its checksum does not match")
+        #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        age: {}\n")?
+            .hasPrefix("/etc/litestream.yml: dbs[0].replicas[0].age: no recipients or identities: objects would be stored unencrypted") == true)
+        let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
+        let bad = parseError("dbs:\n  - path: /d\n    replicas:\n      - url: s3://b\n        age:\n          identities: [\(secret)]\n")
+        #expect(bad == "/etc/litestream.yml: dbs[0].replicas[0].age.identities[0]: line 1: not an age X25519 identity (AGE-SECRET-KEY-1…), or its checksum does not match")
         // A misspelt lease setting would leave a default the user did not choose: an error, not a warning.
         #expect(parseError("dbs:\n  - path: /d\n    lease:\n      tll: 30s\n    replicas:\n      - url: s3://b\n")
             == "/etc/litestream.yml: dbs[0].lease.tll: unknown lease setting (did you mean \"ttl\"?); lease settings are ttl, wait and replica")
         #expect(parseError("dbs:\n  - path: /d\n    replicas:\n      - url: sftp://u@h/p\n        host-key: SHA256:x\n        insecure-skip-host-key-check: true\n")
             == "/etc/litestream.yml: dbs[0].replicas[0].insecure-skip-host-key-check: cannot be combined with host-key")
+    }
+
+    /// Litestream 0.3.13's `age` block: lists of strings, each holding one or more keys (an identity file's text).
+    @Test func ageBlockParsesRecipientsAndIdentities() throws {
+        let a = try AgeIdentity.generate(), b = try AgeIdentity.generate()
+        let c = try parse("""
+            dbs:
+              - path: /d
+                replicas:
+                  - url: s3://b/db
+                    age:
+                      recipients: [\(a.recipient), \(b.recipient)]
+                      identities:
+                        - |
+                          # created: now
+                          # public key: \(a.recipient)
+                          \(a.secretKeyString)
+                  - url: file:///plain
+            """)
+        let age = try #require(c.dbs[0].replicas[0].age)
+        #expect(age.recipients == [a.recipient, b.recipient])
+        #expect(age.identities.map(\.recipient) == [a.recipient])
+        #expect(c.dbs[0].replicas[1].age == nil)
     }
 
     @Test func leaseAtTheTopLevelAppliesToEveryDatabase() throws {

@@ -7,6 +7,8 @@ import CLZ4
 public final class LZ4FrameDecoder {
     /// Size of the buffer the compressed input is read into.
     static let inputChunkSize = 64 * 1024
+    /// How an age-encrypted object starts.
+    static let ageMagic = Array("age-encryption.org/v1\n".utf8)
 
     private let source: (UnsafeMutableRawBufferPointer) throws -> Int
     private let dctx: OpaquePointer
@@ -86,6 +88,11 @@ public final class LZ4FrameDecoder {
             let hint = LZ4F_decompress(dctx, dst + produced, &dstSize,
                                        input.baseAddress! + inputStart, &srcSize, &options)
             if LZ4F_isError(hint) != 0 {
+                // An age-encrypted object read by a replica without an age block: say what it is.
+                if !completedFrame && UnsafeRawBufferPointer(rebasing: input[inputStart..<inputEnd]).starts(with: Self.ageMagic) {
+                    return try fail(LZ4Error("not an lz4 frame: the object is age-encrypted; restore with the replica's "
+                        + "age identities in a config file (restore -config)"))
+                }
                 return try fail(LZ4Error("corrupt lz4 frame: \(String(cString: LZ4F_getErrorName(hint)))"))
             }
             inputStart += srcSize

@@ -20,6 +20,8 @@ public struct ReplicaConfig: Sendable {
     public var validationInterval: Duration
     /// Retention never deletes objects on the replica (the store's lifecycle rules do); default false.
     public var skipRemoteDeletion: Bool
+    /// Client-side encryption (`age:` block, Litestream 0.3.13 keys); nil when objects are stored as plain LZ4.
+    public var age: AgeConfig?
 
     /// The backend type: `file`, `s3`, `gs`, `abs` or `sftp` (`gcs` is normalised to `gs`).
     public var type: String { destination.type }
@@ -59,7 +61,7 @@ enum ReplicaKeys {
     /// Keys every backend reads.
     static let common: Set<String> = [
         "type", "name", "url", "path", "retention", "retention-check-interval", "sync-interval", "snapshot-interval",
-        "validation-interval", "skip-remote-deletion",
+        "validation-interval", "skip-remote-deletion", "age",
     ]
     /// Keys of each backend type, beyond the common ones.
     static let byType: [String: Set<String>] = [
@@ -72,10 +74,7 @@ enum ReplicaKeys {
                  "insecure-skip-host-key-check"],
     ]
     /// Keys that change what users believe about security or safety; accepting and ignoring them would mislead.
-    static let refused: [String: String] = [
-        "age": "client-side encryption (age) is not supported by this build: the backups would be written in "
-            + "plaintext; remove the age block (or use an encrypting store) and start again",
-    ]
+    static let refused: [String: String] = [:]
     /// Every key some backend reads.
     static var all: Set<String> { byType.values.reduce(common) { $0.union($1) } }
 }
@@ -147,6 +146,7 @@ struct RawReplica {
     var accountName, accountKey, sasToken: String?
     var host, user, password, keyPath, keyPassphrase, hostKey, knownHostsPath: String?
     var insecureSkipHostKeyCheck: Bool?
+    var age: AgeConfig?
     /// The keys present in the block, for the per-type check after resolution.
     var presentKeys: Set<String> = []
 
@@ -189,6 +189,7 @@ struct RawReplica {
         r.hostKey = try s("host-key")
         r.knownHostsPath = try s("known-hosts-path")
         r.insecureSkipHostKeyCheck = try b("insecure-skip-host-key-check")
+        if let node = m["age"] { r.age = try AgeConfig.parse(node, key: "\(key).age", walker: w) }
         return r
     }
 
@@ -338,6 +339,7 @@ struct RawReplica {
         if let v = snapshotInterval { r.snapshotInterval = v }
         if let v = validationInterval { r.validationInterval = v }
         if let v = skipRemoteDeletion { r.skipRemoteDeletion = v }
+        r.age = age
         if r.retention > .zero && r.retentionCheckInterval > r.retention {
             r.retentionCheckInterval = r.retention
         }

@@ -16,6 +16,7 @@ public final class FencedReplicaClient: ReplicaClient {
 
     public var type: String { base.type }
     public var location: String { base.location }
+    public var canReadObjects: Bool { base.canReadObjects }
 
     public func generations() throws -> [Generation] { try base.generations() }
     public func snapshots(generation: Generation) throws -> [SnapshotInfo] { try base.snapshots(generation: generation) }

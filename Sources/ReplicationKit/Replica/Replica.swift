@@ -166,6 +166,13 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
                 lastSyncedAt.withLock { $0 = Date() }
                 return
             }
+            guard client.canReadObjects else {
+                // The last WAL object cannot be read back to find where it ends: restart the index with a snapshot.
+                logger.info("replica \(name) (\(client.location)) is written with age recipients only; writing a snapshot instead of reading back its last WAL object")
+                _ = try snapshot()
+                lastSyncedAt.withLock { $0 = Date() }
+                return
+            }
             position = try computePosition(generation: g)
             publishPosition()
         }

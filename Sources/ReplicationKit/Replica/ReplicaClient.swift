@@ -99,6 +99,12 @@ public protocol ReplicaClient: AnyObject, Sendable {
     func objectName(snapshot: SnapshotInfo) -> String
     /// The name of a WAL segment object, relative to the replica root.
     func objectName(segment: WALSegmentInfo) -> String
+    /// False when objects can be written but not read back (an age replica configured with recipients only).
+    var canReadObjects: Bool { get }
+}
+
+extension ReplicaClient {
+    public var canReadObjects: Bool { true }
 }
 
 /// Path math of the replica layout, shared by every backend.

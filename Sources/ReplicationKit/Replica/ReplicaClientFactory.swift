@@ -3,6 +3,12 @@ public enum ReplicaClientFactory {
     /// Returns a client for `config`; a destination that cannot be used (missing credentials, a bad key) throws an
     /// error naming the replica.
     public static func make(_ config: ReplicaConfig) throws -> any ReplicaClient {
+        let client = try makeStorage(config)
+        return config.age.map { AgeReplicaClient(client, config: $0) } ?? client
+    }
+
+    /// The backend's own client, without encryption.
+    private static func makeStorage(_ config: ReplicaConfig) throws -> any ReplicaClient {
         switch config.destination {
         case .file(let d):
             return FileReplicaClient(root: d.path)

@@ -47,6 +47,10 @@ public final class Replicator: @unchecked Sendable {
                 guard names.insert(rc.name).inserted else {
                     throw ReplicationError(.config, "open database: \(dbc.path): duplicate replica name: \"\(rc.name)\"")
                 }
+                if let age = rc.age, age.recipients.isEmpty {
+                    throw ReplicationError(.config, "open database: \(dbc.path): replica \(goQuote(rc.name)): age has identities but no "
+                        + "recipients: replicating would write unencrypted objects; add age.recipients (the age1… public keys)")
+                }
                 do { clients.append((rc, try ReplicaClientFactory.make(rc))) } catch {
                     throw (error as? ReplicationError)?.wrapped("open database: \(dbc.path)") ?? error
                 }
@@ -67,7 +71,8 @@ public final class Replicator: @unchecked Sendable {
         guard let config = dbc.lease else { return nil }
         do { try dbc.checkLease() } catch let e as ReplicationError { throw e.wrapped("database \(dbc.path): lease") }
         guard let holder = clients.first(where: { $0.config.name == dbc.leaseReplica?.name }) else { return nil }
-        guard let capable = holder.client as? any LeaseCapableClient else {
+        // The lease object is not encrypted: it names the holder, no data.
+        guard let capable = ((holder.client as? AgeReplicaClient)?.base ?? holder.client) as? any LeaseCapableClient else {
             throw ReplicationError(.config, "database \(dbc.path): lease: replica \(goQuote(holder.config.name)) (\(holder.client.type)) "
                 + "has no compare-and-swap write to hold a lease; put the lease on an s3, gs, abs or file replica (lease.replica)")
         }
