@@ -62,7 +62,11 @@ enum StatusCommand {
         let report: StatusReport
         if !flags.bool("stores"), let addr = try LauncherAddress.resolve(flags, config: config) {
             let client = try LauncherClient(address: addr)
-            let r = try client.request("GET", "/status", timeout: .seconds(30))
+            let r: (status: Int, body: [UInt8])
+            do { r = try client.request("GET", "/status", timeout: .seconds(30)) } catch let e as ReplicationError {
+                // Without a launcher the stores can still be read.
+                throw ReplicationError(e.code, e.message + (flags.string("addr").isEmpty ? " (or -stores to read the stores)" : ""))
+            }
             guard r.status == 200 else {
                 throw ReplicationError(.io, "launcher at \(addr) answered HTTP \(r.status) to GET /status: "
                     + String(decoding: r.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
