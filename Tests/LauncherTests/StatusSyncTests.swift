@@ -143,6 +143,26 @@ extension ReplicationIntegrationTests {
                 let rep = ((r?.json?["databases"] as? [[String: Any]])?.first?["replicas"] as? [[String: Any]])?.first
                 return ((rep?["lag_bytes"] as? NSNumber)?.intValue ?? 0) > 0
             }, "no lag shown after 200 unsynced rows")
+
+            // A second launcher whose lease lives on the same replica waits for it: its /status already answers,
+            // with no position yet and the first launcher as the holder.
+            let other = sb.path("other.db")
+            try H.runWriter(other, count: 1)
+            let otherCfg = sb.path("other.yml")
+            try String(contentsOfFile: cfg, encoding: .utf8).replacingOccurrences(of: db, with: other)
+                .write(toFile: otherCfg, atomically: true, encoding: .utf8)
+            let waiting = try sb.start(TestSupport.launcher, ["replicate", "-config", otherCfg], log: "waiting.log")
+            let waitingAddr = try Self.address(waiting)
+            var seen = ""
+            #expect(poll(timeout: 20) {
+                guard let r = try? Self.run(sb, ["status", "-addr", waitingAddr, "-json"]) else { return false }
+                seen = r.stdout + r.stderr
+                let wd = (r.json?["databases"] as? [[String: Any]])?.first
+                let wl = wd?["lease"] as? [String: Any]
+                return r.status == 0 && wl?["state"] as? String == "waiting" && wl?["holder"] as? String == lease["holder"] as? String
+                    && wd?["position"] is NSNull
+            }, "\(seen)\n\(H.tail(waiting.output))")
+            _ = H.stop(waiting)
             #expect(H.stop(launcher) == 0, "\(H.tail(launcher.output))")
 
             // The launcher is gone: -addr names the address and says what to check; the stores still answer.

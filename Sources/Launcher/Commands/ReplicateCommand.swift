@@ -139,6 +139,7 @@ enum ReplicateCommand {
             for e in replicator.entries { r.serve(e.database) }
             for f in replicator.followers { r.refuseFollower(f.path) }
             r.setHealthSource(health)
+            r.setReplicator(replicator)
             routes = r
             let s = try HTTPServer(address: addr, routes: r,
                                    limits: try Self.httpLimits(databases: config.dbs.count), logger: logger)
@@ -177,7 +178,7 @@ enum ReplicateCommand {
             _ = replicator.shutdown()
             throw error
         }
-        routes?.setReplicator(replicator)
+        routes?.enableSync()
         // The app never starts on an empty database: a follower waits for its first snapshot.
         if command != nil, !replicator.followers.isEmpty, let code = StartupPreparation.waitForFollowers(replicator, logger: logger) {
             _ = replicator.shutdown()

@@ -103,6 +103,8 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
     private let followed: Locked<Set<String>> = Locked([])
     private let health: Locked<(any HealthSource)?> = Locked(nil)
     private let replicator: Locked<Replicator?> = Locked(nil)
+    /// Whether `POST /sync` may sync: only once the replicator has started (before, a database may be restoring).
+    private let syncEnabled = Locked(false)
     /// Runs `POST /sync`'s local syncs (which block on the databases' queues) and its polls, off the `work` queue,
     /// so `/metrics` and `/readyz` keep answering while a sync waits.
     private let syncQueue = DispatchQueue(label: "launcher.http.sync", attributes: .concurrent)
@@ -125,8 +127,12 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
     /// Sets what `/readyz` reports (503 until set).
     public func setHealthSource(_ source: any HealthSource) { health.withLock { $0 = source } }
 
-    /// Sets the running replicator behind `/status` and `/sync` (both 503 until set).
+    /// Sets the replicator behind `/status` (503 until set; it reads published values only, so it may be set before
+    /// the replicator starts, and shows the leases being waited for).
     public func setReplicator(_ r: Replicator) { replicator.withLock { $0 = r } }
+
+    /// Lets `POST /sync` run (503 until then): call it once the replicator has started.
+    public func enableSync() { syncEnabled.withLock { $0 = true } }
 
     /// The longest `POST /sync?wait=1` may wait (`timeout` is capped to it).
     public static let maxSyncWait: Duration = .seconds(3600)
@@ -135,7 +141,7 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
                         complete: @escaping @Sendable (SimpleHTTPResponse) -> Void) {
         guard path == "/sync" else { return complete(respond(method: method, path: path, query: query)) }
         guard method == .POST else { return complete(.text(.methodNotAllowed, "Method not allowed: use POST /sync")) }
-        guard let r = replicator.current else {
+        guard let r = replicator.current, syncEnabled.current else {
             return complete(.text(.serviceUnavailable, "not replicating yet: " + (health.current?.healthReport().reason ?? "starting")))
         }
         let wait = query["wait"].map { ["1", "true", ""].contains($0) } ?? false

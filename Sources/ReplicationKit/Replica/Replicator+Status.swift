@@ -20,7 +20,7 @@ extension Replicator {
             let lease = e.lease.map { l -> StatusReport.Lease in
                 let h = l.healthEntry
                 return StatusReport.Lease(location: h.location, state: h.state, holder: h.holder, expiresAt: h.expiresAt,
-                                          error: h.state == "lost" ? h.error ?? "lost" : nil)
+                                          error: h.state == "lost" ? h.error ?? "lost" : h.error)
             }
             dbs.append(StatusReport.Database(path: db.path, role: "primary", position: local.map(StatusReport.Position.init),
                                              error: failures.count > 0 ? failures.lastError : nil, replicas: replicas,
