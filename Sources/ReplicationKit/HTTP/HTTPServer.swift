@@ -238,11 +238,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         }
         let routes = self.routes
         let method = h.method
+        // The answer comes back through a promise of the connection's event loop, which also writes it.
+        let answer = channel.eventLoop.makePromise(of: SimpleHTTPResponse.self)
+        answer.futureResult.whenSuccess { Self.write($0, to: channel, version: version, keepAlive: keepAlive) }
         work.async {
-            // Written from whichever thread completes it; the channel hops to its event loop.
-            routes.respond(method: method, path: path, query: query) { response in
-                Self.write(response, to: channel, version: version, keepAlive: keepAlive)
-            }
+            routes.respond(method: method, path: path, query: query) { answer.succeed($0) }
         }
     }
 
