@@ -235,6 +235,12 @@ extension ReplicationIntegrationTests {
             for round in 1...3 {
                 try H.runWriter(db, count: 100)
                 let expected = try H.eventRows(db)
+                if round == 1 {
+                    // Before the request the replica does not have the new rows (its next sync is an hour away).
+                    let before = sb.path("before.db")
+                    try H.restore(["-o", before, "file://" + rep])
+                    #expect(try H.eventCount(before) < expected.count, "the replica moved without a sync request")
+                }
                 let r = try H.launcher(["sync", "-addr", addr, "-wait", "-timeout", "30s"])
                 // Straight after it returns: restore from the replica's objects on disk.
                 let out = sb.path("restored-\(round).db")
@@ -256,6 +262,7 @@ extension ReplicationIntegrationTests {
             #expect(post.status == 200 && post.body.contains("\"complete\":true"), "\(post)")
             let status = try L.http("http://\(addr)/status")
             #expect(status.status == 200 && status.body.hasPrefix("{\"databases\":["), "\(status)")
+            #expect(try L.http("http://\(addr)/status", method: "POST").status == 405)
             #expect(H.stop(launcher) == 0, "\(H.tail(launcher.output))")
 
             let none = try H.launcher(["sync", "-addr", addr, "-wait"])

@@ -183,7 +183,7 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
     public func respond(method: HTTPMethod, path: String, query: [String: String]) -> SimpleHTTPResponse {
         switch path {
         case "/status":
-            guard method == .GET || method == .HEAD else { return .text(.methodNotAllowed, "Method not allowed: use GET /status") }
+            guard method == .GET else { return .text(.methodNotAllowed, "Method not allowed: use GET /status") }
             guard let r = replicator.current else {
                 return .text(.serviceUnavailable, "not replicating yet: " + (health.current?.healthReport().reason ?? "starting"))
             }
