@@ -73,6 +73,8 @@ struct Launcher {
             case "snapshots": return try SnapshotsCommand.run(rest)
             case "wal": return try WALCommand.run(rest)
             case "databases": return try DatabasesCommand.run(rest)
+            case "status": return try StatusCommand.run(rest)
+            case "sync": return try SyncCommand.run(rest)
             default:
                 // `launcher -exec "app"` and `launcher -config x` are shorthand for `launcher replicate ...`.
                 if first.hasPrefix("-") { return try ReplicateCommand.run(args) }
@@ -118,6 +120,8 @@ struct Launcher {
     \treplicate    runs a server to replicate databases
     \trestore      recovers database backup from a replica
     \tsnapshots    list available snapshots for a database
+    \tstatus       shows positions, replica lag, errors and lease holders
+    \tsync         asks the running launcher to sync now (and wait for its replicas)
     \tversion      prints the binary version
     \twal          list available WAL files for a database
 

@@ -67,7 +67,7 @@ enum ReplicateCommand {
         var fs = GoFlagSet(name: "replicate")
         ConfigFlags.add(to: &fs)
         fs.string("exec", usage: "Executes a subcommand. Replication stops when the subcommand exits.")
-        fs.string("addr", usage: "HTTP bind address (host:port, port 0 = any): /stream for live read replicas,\n/metrics, /healthz, /readyz.")
+        fs.string("addr", usage: "HTTP bind address (host:port, port 0 = any): /stream for live read replicas,\n/metrics, /healthz, /readyz, /status, POST /sync.")
         fs.custom("shutdown-timeout", default: "10s",
                   usage: "Deadline for the final sync once the subcommand has exited, a Go `duration`\n(without -exec: no deadline unless given).") {
             guard let d = try? GoDuration.parse($0) else { return "parse error" }
@@ -132,15 +132,18 @@ enum ReplicateCommand {
         let health = LauncherHealth(replicator: replicator, supervisesChild: command != nil)
         // Listening before any restore, so health checks get a 503 (not a refused connection) while it runs.
         var server: HTTPServer?
+        var routes: ReplicationRoutes?
         if let addr = config.addr, !addr.isEmpty {
             ReplicationMetrics.bootstrap()
-            let routes = ReplicationRoutes(logger: logger)
-            for e in replicator.entries { routes.serve(e.database) }
-            for f in replicator.followers { routes.refuseFollower(f.path) }
-            routes.setHealthSource(health)
-            let s = try HTTPServer(address: addr, routes: routes,
+            let r = ReplicationRoutes(logger: logger)
+            for e in replicator.entries { r.serve(e.database) }
+            for f in replicator.followers { r.refuseFollower(f.path) }
+            r.setHealthSource(health)
+            r.setReplicator(replicator)
+            routes = r
+            let s = try HTTPServer(address: addr, routes: r,
                                    limits: try Self.httpLimits(databases: config.dbs.count), logger: logger)
-            logger.info("serving metrics, health and live replication on \(s.url) (/metrics /healthz /readyz /stream)")
+            logger.info("serving metrics, health and live replication on \(s.url) (/metrics /healthz /readyz /status /sync /stream)")
             server = s
         }
         defer { server?.close() }
@@ -175,6 +178,7 @@ enum ReplicateCommand {
             _ = replicator.shutdown()
             throw error
         }
+        routes?.enableSync()
         // The app never starts on an empty database: a follower waits for its first snapshot.
         if command != nil, !replicator.followers.isEmpty, let code = StartupPreparation.waitForFollowers(replicator, logger: logger) {
             _ = replicator.shutdown()

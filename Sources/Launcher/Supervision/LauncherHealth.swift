@@ -38,11 +38,7 @@ final class LauncherHealth: HealthSource, @unchecked Sendable {
             let pos = db.position
             let replicas = e.replicas.map { r -> HealthReport.Replica in
                 let synced = r.syncedPosition.current
-                // Lag: zero when the replica holds the database's position, else time since its last good sync.
-                let lag: Double? = synced.flatMap { s in
-                    if let p = pos, s == p { return 0 }
-                    return r.lastSyncedAt.current.map { now.timeIntervalSince($0) }
-                }
+                let lag = StatusReport.lagSeconds(local: pos, synced: synced, lastSyncedAt: r.lastSyncedAt.current, now: now)
                 return HealthReport.Replica(name: r.name, type: r.client.type, position: synced.map { "\($0)" },
                                             lagSeconds: lag, error: r.lastError.current)
             }

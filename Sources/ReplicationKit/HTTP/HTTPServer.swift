@@ -29,6 +29,17 @@ public protocol HTTPRoutes: Sendable {
     func respond(method: HTTPMethod, path: String, query: [String: String]) -> SimpleHTTPResponse
     /// Takes over a `/stream` request on `channel` (the response is written by the returned session).
     func stream(query: [String: String], channel: any Channel) -> SimpleHTTPResponse?
+    /// Answers a request now or later: `complete` is called exactly once, from any thread (`POST /sync -wait`
+    /// answers when the replicas caught up, without holding a thread meanwhile). The default calls `respond`.
+    func respond(method: HTTPMethod, path: String, query: [String: String],
+                 complete: @escaping @Sendable (SimpleHTTPResponse) -> Void)
+}
+
+extension HTTPRoutes {
+    public func respond(method: HTTPMethod, path: String, query: [String: String],
+                        complete: @escaping @Sendable (SimpleHTTPResponse) -> Void) {
+        complete(respond(method: method, path: path, query: query))
+    }
 }
 
 /// Bounds on what clients of the HTTP server may hold, so the port can never take the descriptors or threads
@@ -45,7 +56,8 @@ public struct HTTPServerLimits: Sendable {
     public init() {}
 }
 
-/// The HTTP/1.1 server behind `-addr`: `/stream`, `/metrics`, `/healthz`, `/readyz` (SwiftNIO, one event loop).
+/// The HTTP/1.1 server behind `-addr`: `/stream`, `/metrics`, `/healthz`, `/readyz`, `/status`, `/sync` (SwiftNIO, one
+/// event loop).
 ///
 /// The event loop only parses and writes; anything that reads files or SQLite runs on `work`, a serial
 /// dispatch queue, or on the stream sessions' own queues.
@@ -226,9 +238,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         }
         let routes = self.routes
         let method = h.method
+        // The answer comes back through a promise of the connection's event loop, which also writes it.
+        let answer = channel.eventLoop.makePromise(of: SimpleHTTPResponse.self)
+        answer.futureResult.whenSuccess { Self.write($0, to: channel, version: version, keepAlive: keepAlive) }
         work.async {
-            let response = routes.respond(method: method, path: path, query: query)
-            Self.write(response, to: channel, version: version, keepAlive: keepAlive)
+            routes.respond(method: method, path: path, query: query) { answer.succeed($0) }
         }
     }
 

@@ -97,11 +97,17 @@ public protocol HealthSource: Sendable {
     func healthReport() -> HealthReport
 }
 
-/// `/stream`, `/metrics`, `/healthz`, `/readyz`; everything else is Go's 404.
+/// `/stream`, `/metrics`, `/healthz`, `/readyz`, `/status`, `POST /sync`; everything else is Go's 404.
 public final class ReplicationRoutes: HTTPRoutes, Sendable {
     private let databases: Locked<[String: (Database, StreamSnapshotCache)]> = Locked([:])
     private let followed: Locked<Set<String>> = Locked([])
     private let health: Locked<(any HealthSource)?> = Locked(nil)
+    private let replicator: Locked<Replicator?> = Locked(nil)
+    /// Whether `POST /sync` may sync: only once the replicator has started (before, a database may be restoring).
+    private let syncEnabled = Locked(false)
+    /// Runs `POST /sync`'s local syncs (which block on the databases' queues) and its polls, off the `work` queue,
+    /// so `/metrics` and `/readyz` keep answering while a sync waits.
+    private let syncQueue = DispatchQueue(label: "launcher.http.sync", attributes: .concurrent)
     private let logger: Logger
 
     /// Creates routes serving nothing yet.
@@ -121,9 +127,69 @@ public final class ReplicationRoutes: HTTPRoutes, Sendable {
     /// Sets what `/readyz` reports (503 until set).
     public func setHealthSource(_ source: any HealthSource) { health.withLock { $0 = source } }
 
+    /// Sets the replicator behind `/status` (503 until set; it reads published values only, so it may be set before
+    /// the replicator starts, and shows the leases being waited for).
+    public func setReplicator(_ r: Replicator) { replicator.withLock { $0 = r } }
+
+    /// Lets `POST /sync` run (503 until then): call it once the replicator has started.
+    public func enableSync() { syncEnabled.withLock { $0 = true } }
+
+    /// The longest `POST /sync?wait=1` may wait (`timeout` is capped to it).
+    public static let maxSyncWait: Duration = .seconds(3600)
+
+    public func respond(method: HTTPMethod, path: String, query: [String: String],
+                        complete: @escaping @Sendable (SimpleHTTPResponse) -> Void) {
+        guard path == "/sync" else { return complete(respond(method: method, path: path, query: query)) }
+        guard method == .POST else { return complete(.text(.methodNotAllowed, "Method not allowed: use POST /sync")) }
+        guard let r = replicator.current, syncEnabled.current else {
+            return complete(.text(.serviceUnavailable, "not replicating yet: " + (health.current?.healthReport().reason ?? "starting")))
+        }
+        let wait = query["wait"].map { ["1", "true", ""].contains($0) } ?? false
+        var timeout = Duration.seconds(30)
+        if let t = query["timeout"] {
+            guard let d = try? GoDuration.parse(t), d > .zero else {
+                return complete(.text(.badRequest, "invalid timeout \(goQuote(t)): expected a positive duration such as 30s"))
+            }
+            timeout = min(d, Self.maxSyncWait)
+        }
+        let db = query["db"].map { $0.isEmpty ? nil : $0 } ?? nil
+        syncQueue.async { [self, timeout] in
+            let request: SyncRequest
+            do { request = try r.requestSync(path: db) } catch {
+                return complete(.text(.notFound, error.oneLine))
+            }
+            logger.info("sync requested over http\(db.map { " for \($0)" } ?? "")\(wait ? ", waiting up to \(GoDuration.format(timeout))" : "")")
+            guard wait else { return complete(Self.json(.ok, request.report().encoded())) }
+            poll(request, deadline: .now() + timeout.timeInterval, complete: complete)
+        }
+    }
+
+    /// Answers once every replica holds its target (200) or at `deadline` (504 with the same report); checks every
+    /// 50 ms on `syncQueue` without holding a thread in between.
+    private func poll(_ request: SyncRequest, deadline: DispatchTime, complete: @escaping @Sendable (SimpleHTTPResponse) -> Void) {
+        let report = request.report()
+        if report.complete { return complete(Self.json(.ok, report.encoded())) }
+        if DispatchTime.now() >= deadline {
+            logger.warning("sync over http timed out; lagging: \(report.lagging.joined(separator: "; "))")
+            return complete(Self.json(.gatewayTimeout, report.encoded()))
+        }
+        syncQueue.asyncAfter(deadline: .now() + 0.05) { [self] in poll(request, deadline: deadline, complete: complete) }
+    }
+
+    private static func json(_ status: HTTPResponseStatus, _ body: [UInt8]) -> SimpleHTTPResponse {
+        SimpleHTTPResponse(status: status, contentType: "application/json", body: body)
+    }
+
     public func respond(method: HTTPMethod, path: String, query: [String: String]) -> SimpleHTTPResponse {
         switch path {
+        case "/status":
+            guard method == .GET else { return .text(.methodNotAllowed, "Method not allowed: use GET /status") }
+            guard let r = replicator.current else {
+                return .text(.serviceUnavailable, "not replicating yet: " + (health.current?.healthReport().reason ?? "starting"))
+            }
+            return Self.json(.ok, r.statusReport().encoded())
         case "/metrics":
+            replicator.current?.recordLagMetrics()
             return SimpleHTTPResponse(status: .ok, contentType: ReplicationMetrics.contentType,
                                       body: ReplicationMetrics.exposition())
         case "/healthz":

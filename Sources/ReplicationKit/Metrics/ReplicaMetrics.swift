@@ -19,6 +19,12 @@ public final class ReplicaMetrics: Sendable {
     let walIndex: Gauge
     /// `litestream_replica_wal_offset`: last replicated WAL offset.
     let walOffset: Gauge
+    /// `litestream_replica_lag_seconds`: seconds since the replica last held everything the database had (set at scrape).
+    let lagSeconds: Gauge
+    /// `litestream_replica_lag_bytes`: WAL bytes the replica is behind (`StatusReport.lagBytes`, set at scrape).
+    let lagBytes: Gauge
+    /// `litestream_replica_sync_error_count`: failed syncs of this replica.
+    let syncErrors: Counter
     // Generation and count behind `snapshotTotal`, so writes can count up without listing the replica.
     private let snapshots = Locked<(generation: Generation?, count: Int)>((nil, 0))
 
@@ -33,6 +39,15 @@ public final class ReplicaMetrics: Sendable {
         walBytes = Counter(label: "litestream_replica_wal_bytes", dimensions: dims)
         walIndex = Gauge(label: "litestream_replica_wal_index", dimensions: dims)
         walOffset = Gauge(label: "litestream_replica_wal_offset", dimensions: dims)
+        lagSeconds = Gauge(label: "litestream_replica_lag_seconds", dimensions: dims)
+        lagBytes = Gauge(label: "litestream_replica_lag_bytes", dimensions: dims)
+        syncErrors = Counter(label: "litestream_replica_sync_error_count", dimensions: dims)
+    }
+
+    /// Sets the lag gauges; an unknown value leaves its gauge as it was.
+    func setLag(seconds: Double?, bytes: UInt64?) {
+        if let seconds { lagSeconds.record(seconds) }
+        if let bytes { lagBytes.record(Int64(clamping: bytes)) }
     }
 
     /// Sets the replica position gauges.

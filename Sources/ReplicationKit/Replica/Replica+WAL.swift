@@ -3,14 +3,7 @@ import Foundation
 extension Replica {
     /// Recomputes the replica position from the backend (REPLICATION §7.1).
     func computePosition(generation g: Generation) throws -> WALPosition {
-        guard let snapshotIndex = try client.snapshots(generation: g).map(\.index).max() else {
-            throw ReplicationError(.notFound, "no snapshot available: generation=\(g.name)")
-        }
-        guard let last = try client.walSegments(generation: g).last, last.index >= snapshotIndex else {
-            return WALPosition(generation: g, index: snapshotIndex, offset: 0)
-        }
-        let length = try decompressedLength { try client.openWALSegment(last) }
-        return WALPosition(generation: g, index: last.index, offset: last.offset + length)
+        try client.endPosition(generation: g).position
     }
 
     /// Counts the decompressed bytes of an object.

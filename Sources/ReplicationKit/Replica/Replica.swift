@@ -118,6 +118,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             lastError.withLock { $0 = nil }
         } catch {
             failures += 1
+            metrics.syncErrors.increment()
             position = nil
             syncedPosition.withLock { $0 = nil }
             log.report(self, holds: nil)
@@ -132,6 +133,12 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
             let backoff = min(15.0, options.syncInterval.timeInterval * pow(2.0, Double(min(failures, 6))))
             scheduleSync(after: .milliseconds(Int64(max(backoff, 0.1) * 1000)))
         }
+    }
+
+    /// Asks for a sync as soon as the replica's queue is free (`POST /sync`), with the error handling and retries of
+    /// the background syncs; returns at once.
+    public func requestSync() {
+        queue.async { [self] in runSync() }
     }
 
     /// Syncs now on the caller's thread; throws the sync's error.
