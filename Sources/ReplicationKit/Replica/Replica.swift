@@ -22,7 +22,8 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     /// The database's path (metric labels, queue name).
     let databasePath: String
     let logger: Logger
-    let queue: DispatchQueue
+    /// Runs every operation of this replica, one at a time, on the bounded I/O pool of its backend type.
+    let queue: SerialLane
 
     // Confined to `queue`.
     var position: WALPosition?          // end of the data known to be on the replica
@@ -51,7 +52,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
         var l = logger
         l[metadataKey: "replica"] = "\(name)"
         self.logger = l
-        self.queue = DispatchQueue(label: "launcher.replica.\(db.path).\(name)")
+        self.queue = SerialLane(label: "launcher.replica.\(db.path).\(name)", pool: IOPool.shared(kind: client.type))
         _ = ReplicaMetrics.for(db: db.path, name: name)  // upstream's series exist from the replica's creation
     }
 
@@ -82,11 +83,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     }
 
     private func addTimer(every interval: Duration, _ body: @escaping @Sendable () -> Void) {
-        let t = DispatchSource.makeTimerSource(queue: queue)
-        t.schedule(deadline: .now() + interval.timeInterval, repeating: interval.timeInterval)
-        t.setEventHandler { [self] in if !stopped { body() } }
-        t.resume()
-        timers.append(t)
+        timers.append(queue.makeTimer(every: interval) { [self] in if !stopped { body() } })
     }
 
     /// Called by the database when the shadow WAL grew: sync after `syncInterval` (collapsing bursts).
@@ -100,7 +97,7 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
     private func scheduleSync(after delay: Duration) {
         guard !stopped, !syncScheduled else { return }
         syncScheduled = true
-        queue.asyncAfter(deadline: .now() + delay.timeInterval) { [self] in
+        queue.asyncAfter(delay) { [self] in
             syncScheduled = false
             // Cleared before the sync reads the shadow, so a segment written during the sync wakes us again.
             wakePending.withLock { $0 = false }

@@ -25,6 +25,7 @@ public final class Replicator: @unchecked Sendable {
 
     /// Builds databases and replicas from `config`; configuration errors name the database and replica.
     public init(config: Configuration, logger: Logger) throws {
+        try Self.checkEnvironment()
         self.logger = logger
         try Self.checkDistinct(config)
         for dbc in config.dbs {
@@ -170,6 +171,17 @@ public final class Replicator: @unchecked Sendable {
             for r in e.replicas {
                 logger.info("replicating to: name=\"\(r.name)\" type=\"\(r.client.type)\" path=\"\(r.client.location)\"")
                 r.start()
+            }
+        }
+    }
+
+    /// Checks the settings read from the environment: a value that cannot be used is an error naming it, never a
+    /// silent default.
+    public static func checkEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws {
+        for name in ["LAUNCHER_SYNC_CONCURRENCY", IOPool.sizeVariable] {
+            guard let text = env[name] else { continue }
+            guard let n = Int(text), (1...1024).contains(n) else {
+                throw ReplicationError(.config, "\(name)=\(goQuote(text)): want a whole number from 1 to 1024 (unset it for the default, 16)")
             }
         }
     }

@@ -8,7 +8,9 @@ import NIOHTTP1
 
 /// One `/stream` response on the primary: an optional snapshot record, then every shadow segment as it appears.
 ///
-/// Everything runs on the session's own serial queue (file reads block); the event loop only writes. One write
+/// Everything runs on the session's own serial lane of the `stream` I/O pool (file reads block; the pool bounds
+/// the threads however many followers attach, and is separate from the replicas' pools, so a frozen store never
+/// delays a follower); the event loop only writes. One write
 /// is in flight at a time, so a slow client holds at most one chunk in memory and never delays the database
 /// (which only posts a wake-up) or other clients. The session ends when the client goes away, on a write error,
 /// when the primary starts a new generation, or when the shadow segments it needs are gone (the client then
@@ -19,7 +21,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     /// The database's shadow log: segments in, the position this session holds back out.
     private let log: ShadowLog
     private let channel: any Channel
-    private let queue: DispatchQueue
+    private let queue: SerialLane
     private let logger: Logger
     private let cache: StreamSnapshotCache
     private let request: StreamRequest
@@ -53,7 +55,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         self.request = request
         self.cache = cache
         self.metrics = StreamMetrics.for(path: db.path)
-        self.queue = DispatchQueue(label: "launcher.stream.session")
+        self.queue = SerialLane(label: "launcher.stream.session", pool: IOPool.shared(kind: "stream"))
         var l = logger
         let peer = channel.remoteAddress
         l[metadataKey: "client"] = "\(peer?.ipAddress ?? "?"):\(peer?.port.map(String.init) ?? "?")"
@@ -259,9 +261,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     }
 
     private func startHeartbeat(every interval: Duration) {
-        let t = DispatchSource.makeTimerSource(queue: queue)
-        t.schedule(deadline: .now() + interval.timeInterval, repeating: interval.timeInterval)
-        t.setEventHandler { [weak self] in
+        heartbeatTimer = queue.makeTimer(every: interval) { [weak self] in
             guard let self, !self.closed, !self.writing, self.outgoing.isEmpty,
                   ContinuousClock.now - self.lastWrite >= interval * 0.9, let g = self.generation else { return }
             let h = StreamRecordHeader(kind: .heartbeat, generation: g, index: self.lastSent?.index ?? self.startAt.index,
@@ -269,8 +269,6 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             self.outgoing.append(.bytes(h.encoded()))
             self.drive()
         }
-        t.resume()
-        heartbeatTimer = t
     }
 
     /// Ends the response (the client will reconnect) and releases everything.
