@@ -194,7 +194,7 @@ public final class Replicator: @unchecked Sendable {
     }
 
     /// Stops watching, then runs a final sync of every database and every replica, `concurrency` databases at a
-    /// time (each on a thread of its own; within a database, its replicas one after the other).
+    /// time (each on a thread of its own; within a database, its replicas at the same time, a thread each).
     ///
     /// Returns one line per failure naming the database and replica (empty when everything made it), in
     /// database order. `TransferAbort.trigger` makes the uploads in flight fail quickly, so this returns.
@@ -234,12 +234,25 @@ public final class Replicator: @unchecked Sendable {
         do { try db.sync() } catch {
             failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
         }
-        for r in e.replicas {
+        // The replicas of one database upload at the same time (one thread each, the first on this one): a slow
+        // store does not hold up the database's other replicas. Failures are reported in replica order.
+        let replicaFailures = Locked([String?](repeating: nil, count: e.replicas.count))
+        let stopOne: @Sendable (Int) -> Void = { i in
+            let r = e.replicas[i]
             do { try r.stop(finalSync: true) } catch {
                 let synced = r.syncedPosition.current.map { "\($0)" } ?? "nothing"
-                failures.append("final sync of \(db.path) to replica \"\(r.name)\" (\(r.client.location)) failed; replica holds \(synced), local position \(db.position.map { "\($0)" } ?? "none"): \(error.oneLine)")
+                let line = "final sync of \(db.path) to replica \"\(r.name)\" (\(r.client.location)) failed; replica holds \(synced), local position \(db.position.map { "\($0)" } ?? "none"): \(error.oneLine)"
+                replicaFailures.withLock { $0[i] = line }
             }
         }
+        let others = DispatchGroup()
+        for i in e.replicas.indices.dropFirst() {
+            others.enter()
+            Thread.detachNewThread { stopOne(i); others.leave() }
+        }
+        if !e.replicas.isEmpty { stopOne(0) }
+        others.wait()
+        failures += replicaFailures.current.compactMap { $0 }
         do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
         // Only now is no write of this database in flight: the next holder may start.
         if let lease = e.lease {
