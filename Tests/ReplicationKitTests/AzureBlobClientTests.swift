@@ -165,6 +165,7 @@ struct AzureBlobUnitTests {
             let text = error.oneLine
             #expect(text.hasPrefix("abs: list acct/c/p/generations/: token request to managed identity (IMDS http://127.0.0.1:1) failed:"), "\(text)")
             #expect(text.contains("curl error 7") && text.contains("so the instance metadata service was asked"), "\(text)")
+            #expect(ReplicationError.cause(of: error) == .curl(7), "the curl code is kept as data, not only in the text")
         }
     }
 

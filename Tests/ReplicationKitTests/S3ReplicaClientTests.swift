@@ -254,6 +254,7 @@ struct S3IntegrationTests {
             print("missing bucket -> \(text)")
             #expect(text.contains("NoSuchBucket"), "\(text)")
             #expect(text.contains(c.s3.bucket), "\(text)")
+            #expect(ReplicationError.cause(of: error) == .http(status: 404, providerCode: "NoSuchBucket"))
             #expect(!text.contains(s.credentials.secretAccessKey))
         }
     }

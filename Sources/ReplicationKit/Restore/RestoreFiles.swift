@@ -26,8 +26,8 @@ enum RestoreFiles {
     /// Turns any error into a ReplicationError whose message is prefixed by `context` (LZ4 errors count as corrupt data).
     static func wrap(_ error: any Error, _ context: String) -> ReplicationError {
         if let e = error as? ReplicationError { return e.wrapped(context) }
-        if error is LZ4Error { return ReplicationError(.corrupt, "\(context): \(error.oneLine)") }
-        return ReplicationError(.other, "\(context): \(error.oneLine)")
+        if error is LZ4Error { return ReplicationError(.corrupt, "\(context): \(error.oneLine)", cause: ReplicationError.cause(of: error)) }
+        return ReplicationError(.other, "\(context): \(error.oneLine)", cause: ReplicationError.cause(of: error))
     }
 
     /// `<prefix>-<index %016x>-wal`: where one downloaded WAL index is assembled.

@@ -48,7 +48,7 @@ public final class SQLiteConnection {
             // sqlite.org: "Whether or not an error occurs when it is opened, resources associated with the
             // database connection handle should be released by passing it to sqlite3_close()".
             sqlite3_close(db)
-            throw ReplicationError(.sqlite, "open \(path): \(msg)")
+            throw ReplicationError(.sqlite, "open \(path): \(msg)", cause: .sqlite(rc))
         }
         handle = db
         busyTimeoutMillis = busyTimeout
@@ -82,7 +82,7 @@ public final class SQLiteConnection {
         let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
         let primary = rc & 0xff
         let code: ReplicationError.Code = (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) ? .busy : .sqlite
-        return ReplicationError(code, "\(context) \(path): \(msg)")
+        return ReplicationError(code, "\(context) \(path): \(msg)", cause: .sqlite(rc))
     }
 
     /// The primary result code of the last failure, for callers that branch on SQLITE_BUSY.

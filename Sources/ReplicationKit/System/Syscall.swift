@@ -34,6 +34,6 @@ enum Syscall {
     static func error(_ what: String, path: String, errno e: Int32) -> ReplicationError {
         let text = String(cString: strerror(e))
         let code: ReplicationError.Code = (e == ENOENT) ? .notFound : .io
-        return ReplicationError(code, "\(what) \(path): \(text.lowercased())")
+        return ReplicationError(code, "\(what) \(path): \(text.lowercased())", cause: .errno(e))
     }
 }

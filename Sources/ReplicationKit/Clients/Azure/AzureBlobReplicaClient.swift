@@ -193,7 +193,7 @@ public final class AzureBlobReplicaClient: ReplicaClient {
             } catch let e as ReplicationError {
                 throw e.wrapped("abs: \(what)")
             } catch {
-                throw ReplicationError(.io, scrub("abs: \(what): \(error.oneLine)"))
+                throw ReplicationError(.io, scrub("abs: \(what): \(error.oneLine)"), cause: ReplicationError.cause(of: error))
             }
             if (200..<300).contains(resp.status) || accepting.contains(resp.status) { return resp }
             var r = resp
@@ -236,6 +236,7 @@ public final class AzureBlobReplicaClient: ReplicaClient {
         }
         if resp.status == 401 || resp.status == 403 { text += " (auth: \(auth.description))" }
         let notFound = code == "BlobNotFound" || (resp.status == 404 && code != "ContainerNotFound")
-        return ReplicationError(notFound ? .notFound : .io, scrub(text))
+        return ReplicationError(notFound ? .notFound : .io, scrub(text),
+                                cause: .http(status: resp.status, providerCode: code.isEmpty ? nil : code))
     }
 }

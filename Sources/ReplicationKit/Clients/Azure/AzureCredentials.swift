@@ -130,7 +130,8 @@ enum AzureTokenProvider: Sendable {
                 hint = " (no account-key, sas-token, LITESTREAM_AZURE_ACCOUNT_KEY/_SAS_TOKEN or workload identity is configured, " +
                     "so the instance metadata service was asked)"
             }
-            throw ReplicationError(.io, "token request to \(description) failed: \(AzureRedaction.scrub(error.oneLine, secrets: []))" + hint)
+            throw ReplicationError(.io, "token request to \(description) failed: \(AzureRedaction.scrub(error.oneLine, secrets: []))" + hint,
+                                   cause: ReplicationError.cause(of: error))
         }
         let json = (try? JSONSerialization.jsonObject(with: Data(resp.body))) as? [String: Any] ?? [:]
         guard (200..<300).contains(resp.status) else {

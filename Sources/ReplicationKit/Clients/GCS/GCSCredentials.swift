@@ -174,7 +174,7 @@ enum TokenEndpoint {
         do {
             resp = try http.perform(sink: .memory(limit: 1 << 20)) { req }
         } catch {
-            throw ReplicationError(.io, "\(what): \(error.oneLine)")
+            throw ReplicationError(.io, "\(what): \(error.oneLine)", cause: ReplicationError.cause(of: error))
         }
         let obj = (try? JSONSerialization.jsonObject(with: Data(resp.body))) as? [String: Any]
         guard (200..<300).contains(resp.status) else {

@@ -128,14 +128,16 @@ public final class GCSReplicaClient: ReplicaClient {
     func sendOnce(_ method: String, url: String, headers: [(String, String)], body: HTTPBody,
                           sink: HTTPResponseSink, what: String) throws -> HTTPResponse {
         let token: String?
-        do { token = try credentials.token() } catch { throw ReplicationError(.io, "gs: \(what): \(error.oneLine)") }
+        do { token = try credentials.token() } catch {
+            throw ReplicationError(.io, "gs: \(what): \(error.oneLine)", cause: ReplicationError.cause(of: error))
+        }
         do {
             return try http.perform(sink: sink) {
                 HTTPRequest(method: method, url: url,
                             headers: (token.map { [("Authorization", "Bearer " + $0)] } ?? []) + headers, body: body)
             }
         } catch {
-            throw ReplicationError(.io, "gs: \(what): \(error.oneLine)")
+            throw ReplicationError(.io, "gs: \(what): \(error.oneLine)", cause: ReplicationError.cause(of: error))
         }
     }
 
@@ -164,7 +166,8 @@ public final class GCSReplicaClient: ReplicaClient {
         if let m = err?.message, !m.isEmpty { text += ": \(m)" }
         if resp.status == 401 { text += " (credentials: \(credentials.source))" }
         return ReplicationError(resp.status == 404 ? .notFound : .io,
-                                text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " "))
+                                text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " "),
+                                cause: .http(status: resp.status, providerCode: err?.reason.flatMap { $0.isEmpty ? nil : $0 }))
     }
 
     // MARK: listing
@@ -194,7 +197,7 @@ public final class GCSReplicaClient: ReplicaClient {
             resp = try send("GET", url: listURL(query: q), what: what)
         } catch let e as ReplicationError where e.code == .notFound {
             // objects.list only answers 404 for the bucket itself.
-            throw ReplicationError(.io, e.message + " (bucket \"\(gcs.bucket)\" does not exist)")
+            throw ReplicationError(.io, e.message + " (bucket \"\(gcs.bucket)\" does not exist)", cause: e.cause)
         }
         guard let page = GCSListPage.parse(resp.body) else {
             throw ReplicationError(.io, "gs: \(what): malformed objects.list response")

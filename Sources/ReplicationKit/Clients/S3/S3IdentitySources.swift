@@ -30,7 +30,7 @@ struct AWSIdentityHTTP: Sendable {
         do {
             return try client.perform(sink: .memory(limit: 1 << 20)) { request }
         } catch {
-            throw ReplicationError(.io, "\(what): \(error.oneLine)")
+            throw ReplicationError(.io, "\(what): \(error.oneLine)", cause: ReplicationError.cause(of: error))
         }
     }
 }

@@ -165,12 +165,12 @@ public final class S3ReplicaClient: ReplicaClient {
                 return HTTPRequest(method: "GET", url: url, headers: h)
             }
         } catch let e as ReplicationError {
-            throw ReplicationError(.io, "cannot lookup bucket region: \(scrub(e.message))")
+            throw ReplicationError(.io, "cannot lookup bucket region: \(scrub(e.message))", cause: e.cause)
         } catch {
-            throw ReplicationError(.io, "cannot lookup bucket region: \(scrub(error.oneLine))")
+            throw ReplicationError(.io, "cannot lookup bucket region: \(scrub(error.oneLine))", cause: ReplicationError.cause(of: error))
         }
         guard (200..<300).contains(resp.status) else {
-            throw ReplicationError(.io, "cannot lookup bucket region: " + httpFailure("GET", "", resp).message)
+            throw httpFailure("GET", "", resp).wrapped("cannot lookup bucket region")
         }
         let r = Self.region(locationConstraint: resp.body)
         region.withLock { $0 = r }
@@ -214,9 +214,10 @@ public final class S3ReplicaClient: ReplicaClient {
                 }
             } catch let e as ReplicationError {
                 // A credential fetch failed: the sync loop retries the replica later.
-                throw ReplicationError(.io, scrub("s3: " + (what ?? "\(method) \(s3.bucket)/\(key)") + ": credentials: " + e.message))
+                throw ReplicationError(.io, scrub("s3: " + (what ?? "\(method) \(s3.bucket)/\(key)") + ": credentials: " + e.message),
+                                       cause: e.cause)
             } catch {
-                throw ReplicationError(.io, "s3: " + scrub(error.oneLine))
+                throw ReplicationError(.io, "s3: " + scrub(error.oneLine), cause: ReplicationError.cause(of: error))
             }
             if (200..<300).contains(resp.status) || accepting.contains(resp.status) { return resp }
             var r = resp
@@ -249,7 +250,8 @@ public final class S3ReplicaClient: ReplicaClient {
         if !code.isEmpty { text += " \(code)" }
         if !detail.isEmpty { text += ": \(detail)" }
         let notFound = code == "NoSuchKey" || (resp.status == 404 && code != "NoSuchBucket")
-        return ReplicationError(notFound ? .notFound : .io, scrub(text))
+        return ReplicationError(notFound ? .notFound : .io, scrub(text),
+                                cause: .http(status: resp.status, providerCode: code.isEmpty ? nil : code))
     }
 
     /// Removes every secret, session token and identity token the provider has seen; keeps `text` on one line.

@@ -144,7 +144,7 @@ public final class SFTPReplicaClient: ReplicaClient {
         text = text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
         for s in secrets { text = text.replacingOccurrences(of: s, with: "[redacted]") }
         let notFound = f.code == CURLE_REMOTE_FILE_NOT_FOUND
-        return ReplicationError(notFound ? .notFound : .io, text)
+        return ReplicationError(notFound ? .notFound : .io, text, cause: .curl(f.code.rawValue))
     }
 
     private func hostKeyDetail(_ f: SFTPFailure) -> String {
