@@ -84,14 +84,26 @@ let package = Package(
             dependencies: ["CSQLite"],
             swiftSettings: strictSettings
         ),
-        .testTarget(
-            name: "ReplicationKitTests",
-            dependencies: ["ReplicationKit", "CSQLite", "CLZ4", .product(name: "Logging", package: "swift-log")],
+        // Fixtures both test targets need (the replica-client contract, log capture, the metrics parser).
+        .target(
+            name: "TestFixtures",
+            dependencies: ["ReplicationKit", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestFixtures",
             swiftSettings: strictSettings
         ),
+        // No server, no spawned launcher: the engine in-process on real SQLite files and temp directories, the
+        // launcher's pure helpers, CLI oracles (age, lz4, botocore).
         .testTarget(
-            name: "LauncherTests",
-            dependencies: ["Launcher", "LauncherSupport", "ExampleWriter", "ReplicationKit", "CSQLite"],
+            name: "UnitTests",
+            dependencies: ["ReplicationKit", "Launcher", "LauncherSupport", "TestFixtures", "CSQLite", "CLZ4",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        // Real servers (scripts/start-*.sh), the built launcher and example-writer as processes, signals.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Launcher", "LauncherSupport", "ExampleWriter", "ReplicationKit", "TestFixtures", "CSQLite",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
     ] + fuzzTargets,

@@ -36,6 +36,8 @@ for server in seaweedfs gcs azure sftp cloud-identity; do
   eval "$out"
 done
 # Every test's output (launcher logs included in failure messages and prints) is scanned for the servers' secrets.
+# One `swift test` runs both test targets (UnitTests and IntegrationTests are linked into one test binary); pass
+# e.g. `--filter '^UnitTests\.'` to run one of them.
 set +e
 swift test --skip-build "$@" 2>&1 | tee .test-output.log
 status=${PIPESTATUS[0]}

@@ -1,0 +1,389 @@
+import CSQLite
+import Foundation
+import Logging
+import Testing
+import TestFixtures
+@testable import ReplicationKit
+
+// MARK: - Fixtures
+
+/// A WAL-mode application database, its tracker, and helpers (shared with DatabaseSyncRestartTests). Never opens the main database file directly:
+/// closing any descriptor of it would drop SQLite's POSIX locks held in this process.
+final class DBTestEnv {
+    let dir: String
+    let path: String
+    let logs = DBTestLogLines()
+    let options: DatabaseOptions
+    var app: SQLiteConnection?
+    var db: Database?
+    var snapshot: (bytes: [UInt8], position: WALPosition)?
+
+    init(minPages: Int = 1000, maxPages: Int = 10000, interval: Duration = .zero, autocheckpoint: Int = 0,
+         retention: Int = 32) throws {
+        dir = try WALFixture.tempDir("db")
+        path = dir + "/app.db"
+        var o = DatabaseOptions()
+        (o.minCheckpointPageCount, o.maxCheckpointPageCount, o.checkpointInterval) = (minPages, maxPages, interval)
+        (o.monitorDelayInterval, o.shadowRetentionCount) = (.zero, retention)
+        options = o
+        app = try openApp(autocheckpoint: autocheckpoint)
+        // Checkpointed, so the database file is not empty (SQLite ignores a WAL next to an empty file on restore).
+        try app!.exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
+        _ = try app!.checkpoint(.truncate)
+    }
+
+    func openApp(autocheckpoint: Int = 0, persist: Bool = true) throws -> SQLiteConnection {
+        let c = try SQLiteConnection(path: path, create: true, busyTimeout: 100)
+        if persist { try c.setPersistentWAL() }
+        try c.exec("PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=\(autocheckpoint);")
+        return c
+    }
+
+    func open() throws -> Database {
+        let d = Database(path: path, options: options, logger: Logger(label: "db-test") { [logs] _ in DBTestLogHandler(sink: logs) })
+        try d.start()
+        db = d
+        return d
+    }
+
+    deinit {
+        try? db?.close()
+        app?.close()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    var meta: MetaDirectory { MetaDirectory(databasePath: path) }
+    var walSize: UInt64 { (try? FileSystem.info(path + "-wal"))?.size ?? 0 }
+    var pos: WALPosition { db!.position! }
+    var newGenerationLogs: Int { logs.lines.filter { $0.contains("new generation") }.count }
+    func closeApp() { app?.close(); app = nil }
+    /// End of the last valid commit in the real WAL (old frames of an earlier lifetime may follow it).
+    var committedEnd: UInt64 { (try? WALFixture.scan(WALFixture.read(path + "-wal")).committedEnd) ?? 0 }
+
+    func insert(_ rows: Int, size: Int = 50, oneTransaction: Bool = true) throws {
+        let sql = "INSERT INTO t(v) VALUES (randomblob(\(size)));"
+        if oneTransaction {
+            try app!.exec("BEGIN;" + String(repeating: sql, count: rows) + "COMMIT;")
+        } else {
+            for _ in 0..<rows { try app!.exec(sql) }
+        }
+    }
+
+    /// Runs a script in a separate `sqlite3` process (another process's locks, as in production).
+    /// `persistWAL` keeps that process from deleting the WAL when it closes the last connection.
+    func sqlite3(_ script: String, persistWAL: Bool = false) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        p.arguments = [path]
+        let input = Pipe(), output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = output
+        try p.run()
+        input.fileHandleForWriting.write(Data(((persistWAL ? ".filectrl persist_wal 1\n" : "") + script + "\n").utf8))
+        try input.fileHandleForWriting.close()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "sqlite3: \(String(decoding: out, as: UTF8.self))")
+    }
+
+    /// Takes a snapshot through the product's lease (the way a replica does).
+    func takeSnapshot() throws {
+        let lease = try db!.beginSnapshot()
+        defer { db!.endSnapshot(lease) }
+        var bytes = [UInt8](repeating: 0, count: Int(lease.size))
+        var done = 0
+        while done < bytes.count {
+            let n = try bytes.withUnsafeMutableBytes { try lease.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]), at: UInt64(done)) }
+            if n == 0 { break }
+            done += n
+        }
+        #expect(done == bytes.count)
+        snapshot = (bytes, lease.position)
+    }
+
+    /// The decompressed shadow WAL of one index, checking that segments are contiguous from offset 0.
+    func shadowIndex(_ g: Generation, _ index: UInt32) throws -> [UInt8] {
+        let shadow = ShadowWAL(meta: meta)
+        var out: [UInt8] = []
+        for seg in try shadow.segments(g, index: index) {
+            #expect(seg.offset == UInt64(out.count), "segment \(seg.path) starts at \(out.count)")
+            out += try LZ4.decompress(try WALFixture.read(seg.path))
+        }
+        return out
+    }
+
+    /// Rows as the application sees them.
+    func appRows() throws -> [[String?]] { try app!.queryRows(Self.rowsSQL) }
+
+    static let rowsSQL = "SELECT id, length(v), hex(substr(v, 1, 8)), hex(substr(v, -8)) FROM t ORDER BY id"
+
+    /// Restores snapshot + every shadow index up to the current one into a new file and returns its rows.
+    func restoredRows() throws -> [[String?]] {
+        let snap = try #require(snapshot)
+        let g = snap.position.generation
+        #expect(pos.generation == g)
+        let out = dir + "/restored-\(UUID().uuidString).db"
+        try WALFixture.write(out, snap.bytes)
+        for index in snap.position.index...pos.index {
+            try WALFixture.write(out + "-wal", try shadowIndex(g, index))
+            let c = try SQLiteConnection(path: out)
+            // A read first: a checkpoint on a connection that has not opened the WAL yet sees no frames.
+            _ = try c.queryInt("SELECT count(*) FROM sqlite_master")
+            let r = try c.checkpoint(.truncate)
+            #expect(!r.busy && r.logFrames == r.checkpointedFrames)
+            c.close()
+            try? FileManager.default.removeItem(atPath: out + "-wal")
+            try? FileManager.default.removeItem(atPath: out + "-shm")
+        }
+        let c = try SQLiteConnection(path: out)
+        defer { c.close() }
+        #expect(try c.queryText("PRAGMA integrity_check") == "ok")
+        return try c.queryRows(Self.rowsSQL)
+    }
+}
+
+// MARK: - Tests
+
+@Suite("Database sync (in-process, real SQLite)")
+struct DatabaseSyncTests {
+    @Test func firstSyncThenOneInsert() throws {
+        let env = try DBTestEnv()
+        try env.insert(3)
+        let db = try env.open()
+        let p0 = env.pos
+        #expect(p0.index == 0 && p0.offset == env.walSize)
+        #expect(try ShadowWAL(meta: env.meta).currentGeneration() == p0.generation)
+        #expect(env.logs.contains("new generation \"\(p0.generation.name)\", no generation exists"))
+        #expect(db.currentPageSize == 4096)
+        // Helper tables are created in the user's database.
+        #expect(try env.app!.queryInt("SELECT count(*) FROM sqlite_master WHERE name IN ('_litestream_seq', '_litestream_lock')") == 2)
+
+        try env.insert(1)
+        try db.sync()
+        #expect(env.pos == WALPosition(generation: p0.generation, index: 0, offset: p0.offset + 4096 + 24))
+        #expect(env.pos.offset == env.walSize)
+        // The position file names the start of the last segment written.
+        let posFile = WALPosition(generation: p0.generation, index: 0, offset: p0.offset).description + "\n"
+        #expect(try WALFixture.read(env.meta.positionFile) == Array(posFile.utf8))
+        // Nothing new: no new segment, same position.
+        let before = try ShadowWAL(meta: env.meta).segments(p0.generation, index: 0).count
+        try db.sync()
+        #expect(env.pos.offset == p0.offset + 4120)
+        #expect(try ShadowWAL(meta: env.meta).segments(p0.generation, index: 0).count == before)
+    }
+
+    @Test func shadowSegmentsEqualRealWALPrefix() throws {
+        let env = try DBTestEnv()
+        try env.insert(2)
+        let db = try env.open()
+        for round in 0..<6 {
+            try env.insert(round + 1, size: round % 2 == 0 ? 100 : 5000)
+            try db.sync()
+        }
+        let p = env.pos
+        let segs = try ShadowWAL(meta: env.meta).segments(p.generation, index: 0)
+        #expect(segs.count >= 8)
+        // Offset 0 holds the header alone; every later segment is whole committed frames.
+        #expect(try LZ4.decompress(try WALFixture.read(segs[0].path)).count == 32)
+        for s in segs.dropFirst() { #expect((s.offset - 32) % 4120 == 0) }
+        let shadow = try env.shadowIndex(p.generation, 0)
+        let real = try WALFixture.read(env.path + "-wal")
+        #expect(UInt64(shadow.count) == p.offset && shadow.count == real.count)
+        #expect(shadow == real)
+    }
+
+    @Test func uncommittedFramesAreNotCopied() throws {
+        let env = try DBTestEnv()
+        try env.insert(2)
+        let db = try env.open()
+        let p0 = env.pos
+        try env.app!.exec("PRAGMA cache_size=2; BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) "
+                          + "INSERT INTO t(v) SELECT randomblob(3000) FROM c;")
+        #expect(env.walSize > p0.offset, "SQLite did not spill; test precondition")
+        try db.sync()
+        #expect(env.pos == p0)
+        try env.app!.exec("COMMIT")
+        try db.sync()
+        #expect(env.pos.generation == p0.generation && env.pos.index == 0 && env.pos.offset == env.walSize)
+    }
+
+    @Test func minPageCountCheckpointStartsNextIndex() throws {
+        let env = try DBTestEnv(minPages: 10)
+        try env.insert(1)
+        let db = try env.open()
+        try env.takeSnapshot()
+        let g = env.pos.generation
+        try env.insert(12, size: 3000)
+        try db.sync()
+        #expect(env.pos.generation == g && env.pos.index == 1)
+        #expect(env.logs.contains("checkpoint(PASSIVE)"))
+        // The new index starts from the restarted WAL (salt-1 + 1) and covers it completely.
+        #expect(env.pos.offset == env.committedEnd)
+        let idx1 = try env.shadowIndex(g, 1)
+        #expect(idx1 == Array(try WALFixture.read(env.path + "-wal").prefix(idx1.count)))
+        #expect(try WALHeader(bytes: idx1).salt1 == (try WALHeader(bytes: env.shadowIndex(g, 0))).salt1 &+ 1)
+        try env.insert(2)
+        try db.sync()
+        #expect(env.pos.index == 1)
+        #expect(try env.restoredRows() == env.appRows())
+    }
+
+    /// Under a steady stream of commits the WAL is never fully checkpointed at the moment our guard moves, so
+    /// the restart after a checkpoint needs the application's writers held off for a moment; without that the
+    /// WAL only grew (to `max-checkpoint-page-count`, then a blocking checkpoint).
+    @Test func steadyWriterStillLetsTheWALRestart() throws {
+        let env = try DBTestEnv(minPages: 20, maxPages: 0)
+        try env.insert(1)
+        let db = try env.open()
+        try env.takeSnapshot()
+        let g = env.pos.generation
+        let stop = Locked(false)
+        let written = Locked(0)
+        let failure = Locked<String?>(nil)
+        let path = env.path
+        let writer = Thread {
+            do {
+                let c = try SQLiteConnection(path: path, busyTimeout: 2000)
+                defer { c.close() }
+                while !stop.current {
+                    try c.exec("INSERT INTO t(v) VALUES (randomblob(200));")
+                    written.withLock { $0 += 1 }
+                    usleep(200)
+                }
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+            }
+        }
+        writer.start()
+        var largestWAL: UInt64 = 0
+        let deadline = Date().addingTimeInterval(60)
+        while env.pos.index < 3 && Date() < deadline {
+            try db.sync()
+            largestWAL = max(largestWAL, env.walSize)
+            usleep(5000)
+        }
+        stop.withLock { $0 = true }
+        while !writer.isFinished { usleep(1000) }
+        #expect(failure.current == nil)
+        try db.sync()
+        #expect(env.pos.generation == g && env.pos.index >= 3, "\(written.current) commits, largest wal \(largestWAL)")
+        #expect(env.newGenerationLogs == 1)
+        // A restart every time the checkpoint threshold is passed: the WAL stays a few thresholds long.
+        #expect(largestWAL < UInt64(32 + 200 * (24 + 4096)), "largest wal \(largestWAL)")
+        #expect(try env.restoredRows() == env.appRows())
+    }
+
+    @Test func checkpointIntervalStartsNextIndex() throws {
+        let env = try DBTestEnv(interval: .nanoseconds(1))
+        try env.insert(1)
+        let db = try env.open()
+        let g = env.pos.generation
+        try env.insert(3, oneTransaction: false)
+        try db.sync()
+        #expect(env.pos.generation == g && env.pos.index >= 1)
+    }
+
+    @Test func explicitCheckpointsKeepGeneration() throws {
+        let env = try DBTestEnv(retention: 2)
+        try env.insert(20, size: 3000)
+        let db = try env.open()
+        try env.takeSnapshot()
+        let p0 = env.pos
+        let bigWAL = env.walSize
+        try db.checkpoint(.truncate)
+        #expect(env.pos.generation == p0.generation && env.pos.index == p0.index + 1)
+        #expect(env.walSize < bigWAL)  // TRUNCATE shrinks the file
+        #expect(env.pos.offset == env.walSize)
+        for _ in 0..<4 {
+            try env.insert(3)
+            try db.sync()
+            try db.checkpoint(.passive)
+        }
+        #expect(env.pos.index == p0.index + 5)
+        try env.insert(2)
+        try db.sync()
+        // Shadow retention (2, no replicas): after a sync, indexes below current - 2 are gone.
+        #expect(try ShadowWAL(meta: env.meta).indexes(env.pos.generation) == [3, 4, 5])
+        env.snapshot = nil
+        try env.takeSnapshot()
+        try env.insert(1)
+        try db.sync()
+        #expect(try env.restoredRows() == env.appRows())
+    }
+
+    @Test("Database.checkpoint(_:) runs on the database queue")
+    func publicCheckpointIsSerializedWithSyncs() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        let started = Locked(false), finished = Locked(false)
+        db.queue.async {
+            started.withLock { $0 = true }
+            usleep(300_000)
+            finished.withLock { $0 = true }
+        }
+        while !started.current { usleep(1000) }
+        try db.checkpoint(.passive)
+        #expect(finished.current, "checkpoint ran while another job held the database queue")
+        db.queue.sync {}
+    }
+
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func applicationTruncateCheckpointKeepsGeneration(afterOwnCheckpoint: Bool, otherProcess: Bool) throws {
+        let env = try DBTestEnv(minPages: 10)
+        try env.insert(3)
+        let db = try env.open()
+        try env.takeSnapshot()
+        let g = env.pos.generation
+        if afterOwnCheckpoint {
+            try env.insert(12, size: 3000)
+            try db.sync()
+            #expect(env.pos.index == 1)
+        }
+        for round in 0..<3 {
+            try env.insert(2, size: 200)
+            try db.sync()
+            // The application checkpoints on its own connection (or in another process) while we are running.
+            if otherProcess {
+                try env.sqlite3("PRAGMA busy_timeout=50; PRAGMA wal_checkpoint(TRUNCATE); INSERT INTO t(v) VALUES (randomblob(10));",
+                                persistWAL: true)
+            } else {
+                _ = try env.app!.checkpoint(.truncate)
+            }
+            try env.insert(1 + round, oneTransaction: false)
+            try db.sync()
+            #expect(env.pos.generation == g, "round \(round)")
+        }
+        #expect(env.newGenerationLogs == 1)
+        #expect(env.pos.offset == env.committedEnd)
+        #expect(try env.restoredRows() == env.appRows())
+    }
+
+    @Test func busyApplicationWithAutocheckpointKeepsGeneration() throws {
+        let env = try DBTestEnv(minPages: 8, maxPages: 30, autocheckpoint: 4)
+        try env.insert(1)
+        let db = try env.open()
+        try env.takeSnapshot()
+        let g = env.pos.generation
+        for round in 0..<30 {
+            try env.insert(1 + round % 4, size: round % 5 == 0 ? 9000 : 1500, oneTransaction: round % 2 == 0)
+            if round % 3 == 0 { try db.sync() }
+        }
+        try db.sync()
+        #expect(env.pos.generation == g && env.pos.index >= 1)
+        #expect(env.newGenerationLogs == 1)
+        #expect(try env.restoredRows() == env.appRows())
+    }
+
+    @Test func notifyChangedSyncsInBackground() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        let p0 = env.pos
+        try env.insert(1)
+        db.notifyChanged()
+        db.notifyChanged()
+        let deadline = Date().addingTimeInterval(5)
+        while db.position == p0 && Date() < deadline { usleep(2000) }
+        #expect(db.position == WALPosition(generation: p0.generation, index: 0, offset: p0.offset + 4120))
+    }
+}
