@@ -99,7 +99,7 @@ struct AzureBlobServerTests {
         guard let s = AzureTestServer.get() else { return }
         ReplicationMetrics.bootstrap()
         func value(_ op: String, _ kind: String = "total") -> Double {
-            MetricsExposition(ReplicationMetrics.exposition()).samples["litestream_replica_operation_\(kind){operation=\"\(op)\",replica_type=\"abs\"}"] ?? 0
+            MetricsExposition.scrape().samples["litestream_replica_operation_\(kind){operation=\"\(op)\",replica_type=\"abs\"}"] ?? 0
         }
         let c = try s.client(key: s.key, listPageSize: 1)
         let g = try #require(Generation(name: "00000000000004aa"))

@@ -11,7 +11,7 @@ struct MetricsTests {
         guard let server = S3IntegrationTests.server() else { return }
         ReplicationMetrics.bootstrap()
         func value(_ op: String, _ kind: String = "total") -> Double {
-            MetricsExposition(ReplicationMetrics.exposition()).samples["litestream_replica_operation_\(kind){operation=\"\(op)\",replica_type=\"s3\"}"] ?? 0
+            MetricsExposition.scrape().samples["litestream_replica_operation_\(kind){operation=\"\(op)\",replica_type=\"s3\"}"] ?? 0
         }
         let c = S3IntegrationTests.client(server)
         let g = try #require(Generation(name: "00000000000000aa"))

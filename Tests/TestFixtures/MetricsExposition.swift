@@ -1,4 +1,5 @@
 import Foundation
+import ReplicationKit
 
 /// One parsed Prometheus exposition: samples keyed by `name{labels}` exactly as emitted, plus the `# TYPE` of each family.
 public struct MetricsExposition {
@@ -6,6 +7,9 @@ public struct MetricsExposition {
     public var types: [String: String] = [:]
     public var helps: [String: String] = [:]
     public var malformed: [String] = []
+
+    /// The process's metrics now.
+    public static func scrape() -> MetricsExposition { MetricsExposition(ReplicationMetrics.exposition()) }
 
     public init(_ bytes: [UInt8]) {
         let sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/
