@@ -5,8 +5,9 @@ import Testing
 /// so an -exec child sees them too.
 @Suite struct CredentialEnvironmentTests {
     func childSees(_ env: [String: String]) throws -> String {
-        let dir = try TestSupport.makeTempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sb = try TestSandbox()
+        defer { sb.cleanup() }
+        let dir = sb.dir
         var environment = ProcessInfo.processInfo.environment
         for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LITESTREAM_ACCESS_KEY_ID", "LITESTREAM_SECRET_ACCESS_KEY"] {
             environment[k] = nil
