@@ -29,6 +29,7 @@ final class WALDownloader: @unchecked Sendable {
     private var cancelled = false
     private var running = 0
     private var started = false
+    private var closed = false
 
     /// Prepares (but does not start) a download of `indexes` into files named after `prefix`.
     init(client: any ReplicaClient, generation: Generation, indexes: [PlannedWALIndex], prefix: String, parallelism: Int) {
@@ -79,8 +80,13 @@ final class WALDownloader: @unchecked Sendable {
     }
 
     /// Stops the workers, waits until every one has exited, and removes downloaded files not handed out.
+    ///
+    /// Only the first call does anything: the last reference may be dropped (deinit) on a worker thread after the
+    /// restore moved on to another candidate whose downloads use the same file names.
     func close() {
         cond.lock()
+        if closed { cond.unlock(); return }
+        closed = true
         cancelled = true
         cond.broadcast()
         while running > 0 { cond.wait() }
