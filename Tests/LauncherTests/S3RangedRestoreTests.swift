@@ -80,4 +80,22 @@ extension ReplicationIntegrationTests.S3LauncherTests {
             #expect(try Self.bigTableSummary(out) == Self.bigTableSummary(db))
         }
     }
+
+    @Test func onATerminalProgressIsOneUpdatingLine() throws {
+        try Self.withRangedReplica { s, sb, proxy, db, cfg, _ in
+            try proxy.set("delay-700")
+            var env = Self.launcherEnvironment(s)
+            env["LAUNCHER_RESTORE_PROGRESS_INTERVAL"] = nil
+            let out = sb.path("restored.db")
+            // script(1) runs the restore with a pseudo-terminal as its standard error.
+            let command = [TestSupport.launcher, "restore", "-o", out, "-config", cfg, db]
+                .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+            let r = try runCommand("/usr/bin/script", ["-qfec", command, "/dev/null"], timeout: 120, environment: env)
+            #expect(r.status == 0, "\(r.output)")
+            // Rewritten in place (carriage return, erase to the end of the line), then ended once; no progress log lines.
+            #expect(r.output.contains("\rrestoring restored.db: ") && r.output.contains(" MB/s\u{1B}[K"), "\(r.output)")
+            #expect(!r.output.contains("restore progress:"), "\(r.output)")
+            #expect(try Self.bigTableSummary(out) == Self.bigTableSummary(db))
+        }
+    }
 }
