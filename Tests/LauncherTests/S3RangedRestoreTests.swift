@@ -46,7 +46,7 @@ extension ReplicationIntegrationTests.S3LauncherTests {
 
     @Test func aSnapshotLargerThanARangeSurvivesADroppedConnection() throws {
         try Self.withRangedReplica { s, sb, proxy, db, cfg, size in
-            let ranges = (size + (8 << 20) - 1) / (8 << 20)
+            let ranges = (size + (4 << 20) - 1) / (4 << 20)
             #expect(ranges >= 2, "snapshot of \(size) bytes")
 
             // The first response to pass 3 MB (a range of the snapshot) loses its connection in the middle.
