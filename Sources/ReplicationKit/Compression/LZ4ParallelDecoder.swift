@@ -21,7 +21,7 @@ public enum LZ4ParallelDecoder {
     /// Sizes of the pipeline (tests shrink them to exercise many jobs and the split of an oversized job).
     struct Tuning {
         /// A job is handed out once it holds this many compressed bytes...
-        var jobInput = 2 << 20
+        var jobInput = 1 << 20
         /// ...or this many blocks.
         var jobBlocks = 64
         /// Capacity of a worker's output buffer; a job decoding to more is written in pieces.

@@ -33,7 +33,7 @@ enum WALApplier {
     }
 
     /// Page cache of the verification connection, in KiB (bounded whatever the database size).
-    static let verifyCacheKiB = 8192
+    static let verifyCacheKiB = 2048
 
     /// Runs `PRAGMA quick_check` on the restored database at `db`; anything but `ok` is an error naming `output`.
     static func verifyDatabase(_ db: String, output: String) throws {
