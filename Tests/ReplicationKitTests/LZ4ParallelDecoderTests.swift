@@ -96,6 +96,21 @@ struct LZ4ParallelDecoderTests {
         #expect(try decode(stream, tuning: tiny) == data)
     }
 
+    @Test func aZeroContentSizeMeansUnknownAsInLiblz4() throws {
+        let data = textBytes(100_000, seed: 21)
+        var stream = frame(data, blockSize: LZ4F_max64KB, contentSize: true)
+        // Magic, FLG, BD, then the 8-byte content size at 6..<14 and the header checksum at 14.
+        for i in 6..<14 { stream[i] = 0 }
+        stream[14] = UInt8(truncatingIfNeeded: Array(stream[4..<14]).withUnsafeBytes { XXH32.digest($0) } >> 8)
+        #expect(try LZ4.decompress(stream) == data)
+        #expect(try decode(stream) == data)
+        // A wrong non-zero size is an error for both.
+        stream[6] = 1
+        stream[14] = UInt8(truncatingIfNeeded: Array(stream[4..<14]).withUnsafeBytes { XXH32.digest($0) } >> 8)
+        #expect(throws: LZ4Error.self) { try LZ4.decompress(stream) }
+        #expect(throws: LZ4Error.self) { try decode(stream) }
+    }
+
     @Test func highlyCompressibleJobsLargerThanTheOutputBufferAreSplit() throws {
         var data = [UInt8](repeating: 0, count: 3 << 20)
         data.replaceSubrange(1_000_000..<1_000_100, with: textBytes(100, seed: 1))

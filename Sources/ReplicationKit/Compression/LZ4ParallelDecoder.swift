@@ -131,7 +131,8 @@ private struct FrameReader {
         header += fb + rest
         var contentSize: UInt64?
         if flg & 0x08 != 0 {
-            contentSize = rest.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            let size = rest.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            contentSize = size == 0 ? nil : size  // 0 means unknown, as liblz4 reads it
         }
         return LZ4FrameInfo(maxBlockSize: 1 << (8 + 2 * sizeID), independent: flg & 0x20 != 0,
                             blockChecksum: flg & 0x10 != 0, contentChecksum: flg & 0x04 != 0,
