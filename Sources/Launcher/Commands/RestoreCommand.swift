@@ -24,6 +24,10 @@ enum RestoreCommand {
     and -if-replica-exists apply to each database, and the exit status is 1 when any
     database failed (the others are still restored).
 
+    Progress (bytes written and downloaded, rate) is one line rewritten in place when
+    standard error is a terminal, else a log line every 5 seconds
+    (LAUNCHER_RESTORE_PROGRESS_INTERVAL=DURATION changes the interval, 0 turns it off).
+
     Arguments:
     """
 
