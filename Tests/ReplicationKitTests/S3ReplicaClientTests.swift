@@ -137,6 +137,46 @@ struct S3UnitTests {
 }
 
 /// Integration tests against a real S3 server (SeaweedFS, `scripts/start-seaweedfs.sh`).
+/// Counts what a range receiver publishes.
+private final class Published: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int] = []
+    func add(_ n: Int) { lock.lock(); values.append(n); lock.unlock() }
+    var all: [Int] { lock.lock(); defer { lock.unlock() }; return values }
+}
+
+extension S3UnitTests {
+    @Test func aRetriedRangeOnlyAppendsWhatEarlierAttemptsDidNotDeliver() {
+        let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 1)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        let published = Published()
+        let r = S3RangeReceiver(buffer: buffer, publish: { published.add($0) }, stop: { false })
+        data.withUnsafeBytes { all in
+            // First attempt: 6,000 bytes, then the connection drops.
+            #expect(r.receiveHead(status: 206, headers: []))
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[0..<2500])))
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[2500..<6000])))
+            // Second attempt from the start: nothing below 6,000 is written again; the rest is appended.
+            #expect(r.receiveHead(status: 206, headers: []))
+            buffer[10] = 0xEE  // a byte already handed out stays as the reader saw it
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[0..<4000])))
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[4000..<10_000])))
+            #expect(!r.receive(UnsafeRawBufferPointer(rebasing: all[0..<1])))  // more than the range: refused
+        }
+        #expect(r.available == 10_000 && r.overflow)
+        #expect(published.all == [2500, 6000, 10_000])
+        #expect(buffer[10] == 0xEE)
+        #expect(Array(buffer[11...]) == Array(data[11...]))
+        // An error status: the body is kept for the message, the range is untouched.
+        let e = S3RangeReceiver(buffer: buffer, publish: { published.add($0) }, stop: { true })
+        #expect(e.receiveHead(status: 403, headers: []))
+        Array("<Error><Code>AccessDenied</Code></Error>".utf8).withUnsafeBytes { #expect(e.receive($0)) }
+        #expect(e.available == 0 && String(decoding: e.errorBody, as: UTF8.self).contains("AccessDenied") && e.shouldStop())
+    }
+}
+
 @Suite("S3 client against a server", .serialized)
 struct S3IntegrationTests {
     struct Server {
@@ -176,6 +216,36 @@ struct S3IntegrationTests {
     static func bytes(of source: any ByteSource) throws -> [UInt8] { try ReplicaClientConformance.bytes(of: source) }
 
     static func body(_ data: [UInt8]) -> ObjectBody { ReplicaClientConformance.body(data) }
+
+    @Test func rangedSnapshotDownload() throws {
+        guard let s = Self.server() else { return }
+        let c = Self.client(s)
+        defer { for g in (try? c.generations()) ?? [] { try? c.deleteGeneration(g) } }
+        let g = try #require(Generation(name: "00000000000000ab"))
+        var data = [UInt8](repeating: 0, count: (5 << 20) + 4321)
+        for i in data.indices { data[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 11) }
+        let info = try c.writeSnapshot(generation: g, index: 1, body: Self.body(data))
+        let key = c.key(c.objectName(snapshot: info))
+        // 1 MiB ranges, 3 at a time: handed out in order, the last one partial.
+        #expect(try Self.bytes(of: S3RangedSource(client: c, key: key, size: info.size, rangeSize: 1 << 20, connections: 3)) == data)
+        // The default path of a plain S3 client.
+        let ranged = try #require(try c.openSnapshotRanged(info))
+        #expect(try Self.bytes(of: ranged) == data)
+        // A listed size larger than the object: the last range comes up short, and the error says so.
+        do {
+            _ = try Self.bytes(of: S3RangedSource(client: c, key: key, size: info.size + 10, rangeSize: 1 << 20, connections: 3))
+            Issue.record("a short object read as complete")
+        } catch {
+            #expect(error.oneLine.contains("shorter than its listed size"), "\(error.oneLine)")
+        }
+        // A missing object: the store's error code, and not found.
+        do {
+            _ = try Self.bytes(of: S3RangedSource(client: c, key: key + ".gone", size: 100, rangeSize: 1 << 20, connections: 3))
+            Issue.record("a missing object was read")
+        } catch let e as ReplicationError {
+            #expect(e.code == .notFound && e.message.contains("HTTP 404 NoSuchKey"), "\(e.message)")
+        }
+    }
 
     @Test func multipartUpload() throws {
         guard let s = Self.server() else { return }
