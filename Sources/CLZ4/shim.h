@@ -1,4 +1,5 @@
 #ifndef RK_CLZ4_SHIM_H
 #define RK_CLZ4_SHIM_H
+#include <lz4.h>
 #include <lz4frame.h>
 #endif

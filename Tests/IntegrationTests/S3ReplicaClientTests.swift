@@ -21,6 +21,36 @@ struct S3IntegrationTests {
 
     static func body(_ data: [UInt8]) -> ObjectBody { ReplicaClientConformance.body(data) }
 
+    @Test func rangedSnapshotDownload() throws {
+        guard let s = Self.server() else { return }
+        let c = Self.client(s)
+        defer { for g in (try? c.generations()) ?? [] { try? c.deleteGeneration(g) } }
+        let g = try #require(Generation(name: "00000000000000ab"))
+        var data = [UInt8](repeating: 0, count: (5 << 20) + 4321)
+        for i in data.indices { data[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 11) }
+        let info = try c.writeSnapshot(generation: g, index: 1, body: Self.body(data))
+        let key = c.key(c.objectName(snapshot: info))
+        // 1 MiB ranges, 3 at a time: handed out in order, the last one partial.
+        #expect(try Self.bytes(of: S3RangedSource(client: c, key: key, size: info.size, rangeSize: 1 << 20, connections: 3)) == data)
+        // The default path of a plain S3 client.
+        let ranged = try #require(try c.openSnapshotRanged(info))
+        #expect(try Self.bytes(of: ranged) == data)
+        // A listed size larger than the object: the last range comes up short, and the error says so.
+        do {
+            _ = try Self.bytes(of: S3RangedSource(client: c, key: key, size: info.size + 10, rangeSize: 1 << 20, connections: 3))
+            Issue.record("a short object read as complete")
+        } catch {
+            #expect(error.oneLine.contains("shorter than its listed size"), "\(error.oneLine)")
+        }
+        // A missing object: the store's error code, and not found.
+        do {
+            _ = try Self.bytes(of: S3RangedSource(client: c, key: key + ".gone", size: 100, rangeSize: 1 << 20, connections: 3))
+            Issue.record("a missing object was read")
+        } catch let e as ReplicationError {
+            #expect(e.code == .notFound && e.message.contains("HTTP 404 NoSuchKey"), "\(e.message)")
+        }
+    }
+
     @Test func multipartUpload() throws {
         guard let s = Self.server() else { return }
         let c = Self.client(s, multipartThreshold: 6 << 20)

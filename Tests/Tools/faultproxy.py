@@ -17,11 +17,13 @@ The control file holds one word, re-read every 50 ms (a missing or empty file me
     hold-put  forward PUT bodies (Content-Length) up to their middle, then hold them there while the mode
            lasts (an upload caught in the middle); everything else is forwarded
     delay-N  forward everything, each request N milliseconds after its head arrived (store latency)
+    cut-once-N  forward everything, but reset the first connection whose responses pass N bytes right there
+           (once per proxy run: a download whose connection drops in the middle; counted as `cut`)
 
 Requests are counted by parsing the client side of each connection (request line and headers, then a
 Content-Length or chunked body). The stats file is rewritten atomically (JSON) whenever a counter changes:
 
-    {"connections": N, "requests": N, "forwarded": N, "faulted": N, "reset": N, "stalled": N, "held": N, "mode": "...", "pid": N}
+    {"connections": N, "requests": N, "forwarded": N, "faulted": N, "reset": N, "stalled": N, "held": N, "cut": N, "mode": "...", "pid": N}
 
 (`faulted`: requests answered with 500/503; `reset`: connections reset in drop mode; `stalled`: transfers that
 were held up by a stall; `held`: PUT bodies held in their middle by hold-put.)
@@ -46,7 +48,8 @@ class State:
         self.stats_path = stats
         self.lock = threading.Lock()
         self.mode = "pass"
-        self.counters = {"connections": 0, "requests": 0, "forwarded": 0, "faulted": 0, "reset": 0, "stalled": 0, "held": 0}
+        self.counters = {"connections": 0, "requests": 0, "forwarded": 0, "faulted": 0, "reset": 0, "stalled": 0, "held": 0,
+                         "cut": 0}
         self.conns = set()
         self.write_stats()
 
@@ -63,6 +66,15 @@ class State:
             json.dump(data, f)
         os.replace(tmp, self.stats_path)
 
+    def claim_cut(self):
+        """True for the one connection that cut-once-N cuts."""
+        with self.lock:
+            if self.counters["cut"]:
+                return False
+            self.counters["cut"] = 1
+        self.write_stats()
+        return True
+
     def read_control(self):
         try:
             with open(self.control) as f:
@@ -70,7 +82,8 @@ class State:
         except OSError:
             word = ""
         word = word or "pass"
-        if word not in MODES and not (word.startswith("delay-") and word[6:].isdigit()):
+        if word not in MODES and not (word.startswith("delay-") and word[6:].isdigit()) and \
+                not (word.startswith("cut-once-") and word[9:].isdigit()):
             log("ignoring unknown mode %r" % word)
             return
         if word != self.mode:
@@ -214,12 +227,21 @@ class Conn:
                 self.state.conns.discard(self)
 
     def pump_responses(self):
+        forwarded = 0
         while not self.closed.is_set():
             data = self.recv(self.upstream)
             if not data:
                 break
+            mode = self.state.mode
+            if mode.startswith("cut-once-") and forwarded + len(data) > int(mode[9:]) and self.state.claim_cut():
+                keep = int(mode[9:]) - forwarded
+                self.send(self.client, data[:keep])
+                log("CUT %.3f after %d response bytes" % (time.time(), forwarded + keep))
+                self.reset()
+                return
             if not self.send(self.client, data):
                 break
+            forwarded += len(data)
         self.close()
 
     def pump_requests(self):

@@ -1,4 +1,5 @@
 import Testing
+import ReplicationKit
 @testable import Launcher
 
 private func restoreFlags() -> GoFlagSet {
@@ -165,5 +166,25 @@ private func flagError(_ fs: GoFlagSet, _ args: [String]) -> GoFlagError? {
             ["xxxxxx", "y"],
         ])
         #expect(out == "µµ  b\na   b\nonly\nxxxxxx  y\n")
+    }
+}
+
+@Suite("restore progress setting")
+struct RestoreProgressSettingTests {
+    @Test func intervalFromTheEnvironment() throws {
+        // Unset: a terminal line on a TTY, else a log line every 5 s (the tests' standard error is not a TTY
+        // under `swift test` with its output captured, but may be one by hand: compare with the same rule).
+        #expect(try RestoreCommand.progressMode(environment: [:]) == RestoreProgressMode.automatic)
+        if RestoreProgressMode.automatic != .terminal {
+            #expect(try RestoreCommand.progressMode(environment: ["LAUNCHER_RESTORE_PROGRESS_INTERVAL": "1500ms"])
+                    == .log(interval: .milliseconds(1500)))
+        }
+        #expect(try RestoreCommand.progressMode(environment: ["LAUNCHER_RESTORE_PROGRESS_INTERVAL": "0"]) == .off)
+        do {
+            _ = try RestoreCommand.progressMode(environment: ["LAUNCHER_RESTORE_PROGRESS_INTERVAL": "soon"])
+            Issue.record("an invalid interval was accepted")
+        } catch {
+            #expect("\(error)".contains("invalid LAUNCHER_RESTORE_PROGRESS_INTERVAL \"soon\""), "\(error)")
+        }
     }
 }

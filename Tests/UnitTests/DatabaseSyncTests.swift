@@ -147,6 +147,22 @@ final class DBTestEnv {
 
 @Suite("Database sync (in-process, real SQLite)")
 struct DatabaseSyncTests {
+    /// The WAL scratch buffer (256 KiB or more) is kept only while batches are large: an idle database holds none.
+    @Test func anIdleDatabaseHoldsNoScanBuffer() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        try env.insert(1)
+        try db.sync()
+        #expect(!db.onQueue { db.realWAL.holdsBuffer }, "a small batch left its buffer behind")
+        try env.insert(300, size: 1000)  // ~300 KB of WAL in one batch
+        try db.sync()
+        #expect(db.onQueue { db.realWAL.holdsBuffer }, "a large batch keeps its buffer for the next one")
+        try env.insert(1)
+        try db.sync()
+        #expect(!db.onQueue { db.realWAL.holdsBuffer })
+        #expect(env.pos.offset == UInt64(env.committedEnd), "everything was copied")
+    }
+
     @Test func firstSyncThenOneInsert() throws {
         let env = try DBTestEnv()
         try env.insert(3)

@@ -650,3 +650,55 @@ struct RestoreFallbackTests {
         #expect(order == ["0:2", "1:2", "2:1", "0:1"])
     }
 }
+
+// MARK: - Parallel snapshot decode, progress
+
+/// A snapshot-only replica of a database of text rows large enough for many LZ4 blocks (about 1.5 MB).
+private func largeSnapshotReplica() throws -> (dir: String, client: FileReplicaClient, gen: Generation, rows: Rows) {
+    let dir = try tempDir()
+    let path = dir + "/source.db"
+    let db = try SQLiteConnection(path: path, create: true)
+    try db.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB)")
+    try db.exec("BEGIN")
+    for i in 1...3000 {
+        try db.exec("INSERT INTO t VALUES (\(i), 'row \(i) ' || hex(randomblob(150 + \(i % 97))), zeroblob(100))")
+    }
+    try db.exec("COMMIT")
+    _ = try db.checkpoint(.truncate)
+    let rows = try db.queryRows("SELECT id, v, hex(b) FROM t ORDER BY id")
+    db.close()
+    let g = Generation(value: 0x1234)
+    try writeReplica(History(objects: [.snapshot(index: 0, data: try readFile(path))]), root: dir + "/replica", generation: g)
+    return (dir, FileReplicaClient(root: dir + "/replica"), g, rows)
+}
+
+extension RestoreTests {
+    @Test func multiBlockSnapshotRestoresAndLogsProgress() throws {
+        let r = try largeSnapshotReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        let out = r.dir + "/out.db"
+        let (logger, log) = makeLogger()
+        // Interval zero: every update is reported (the CLI reports every 5 s, or on one line on a terminal).
+        try Restorer.restore(client: r.client, options: RestoreOptions(outputPath: out, progress: .log(interval: .zero)),
+                             logger: logger)
+        #expect(try restoredRows(out) == r.rows)
+        let progress = log.lines.filter { $0.hasPrefix("restore progress: restoring out.db: ") }
+        #expect(!progress.isEmpty, "\(log.lines)")
+        #expect(progress.last?.contains(" MB written, ") == true && progress.last?.contains(" MB downloaded (100%), ") == true,
+                "\(progress)")
+    }
+
+    @Test func aCorruptBlockInTheMiddleOfASnapshotNamesTheObject() throws {
+        let r = try largeSnapshotReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        let name = ReplicaPaths.snapshot(r.gen, index: 0)
+        var bytes = try readFile(r.dir + "/replica/" + name)
+        #expect(bytes.count > 200_000)
+        for i in (bytes.count / 2)..<(bytes.count / 2 + 3000) { bytes[i] = 0xFF }
+        try writeFile(r.dir + "/replica/" + name, bytes)
+        let out = r.dir + "/out.db"
+        try expectRestoreError(r.client, RestoreOptions(outputPath: out, progress: .off),
+                               contains: "cannot restore snapshot: \(name): corrupt lz4 frame")
+        #expect(try outputFiles(out).isEmpty)
+    }
+}

@@ -135,3 +135,43 @@ struct S3UnitTests {
         #expect(Date().timeIntervalSince(started) < 10)
     }
 }
+
+/// Counts what a range receiver publishes.
+private final class Published: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int] = []
+    func add(_ n: Int) { lock.lock(); values.append(n); lock.unlock() }
+    var all: [Int] { lock.lock(); defer { lock.unlock() }; return values }
+}
+
+extension S3UnitTests {
+    @Test func aRetriedRangeOnlyAppendsWhatEarlierAttemptsDidNotDeliver() {
+        let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 1)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        let published = Published()
+        let r = S3RangeReceiver(buffer: buffer, publish: { published.add($0) }, stop: { false })
+        data.withUnsafeBytes { all in
+            // First attempt: 6,000 bytes, then the connection drops.
+            #expect(r.receiveHead(status: 206, headers: []))
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[0..<2500])))
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[2500..<6000])))
+            // Second attempt from the start: nothing below 6,000 is written again; the rest is appended.
+            #expect(r.receiveHead(status: 206, headers: []))
+            buffer[10] = 0xEE  // a byte already handed out stays as the reader saw it
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[0..<4000])))
+            #expect(r.receive(UnsafeRawBufferPointer(rebasing: all[4000..<10_000])))
+            #expect(!r.receive(UnsafeRawBufferPointer(rebasing: all[0..<1])))  // more than the range: refused
+        }
+        #expect(r.available == 10_000 && r.overflow)
+        #expect(published.all == [2500, 6000, 10_000])
+        #expect(buffer[10] == 0xEE)
+        #expect(Array(buffer[11...]) == Array(data[11...]))
+        // An error status: the body is kept for the message, the range is untouched.
+        let e = S3RangeReceiver(buffer: buffer, publish: { published.add($0) }, stop: { true })
+        #expect(e.receiveHead(status: 403, headers: []))
+        Array("<Error><Code>AccessDenied</Code></Error>".utf8).withUnsafeBytes { #expect(e.receive($0)) }
+        #expect(e.available == 0 && String(decoding: e.errorBody, as: UTF8.self).contains("AccessDenied") && e.shouldStop())
+    }
+}

@@ -1,10 +1,39 @@
 // Fuzzes the LZ4 frame codec: `LZ4.decompress`, `LZ4FrameDecoder` (streamed in odd-sized pieces, with and without
-// checksum verification) and, for what decodes, `LZ4.compress`.
+// checksum verification), `LZ4ParallelDecoder` (the restore's snapshot decoder, 1-3 workers, into a scratch file)
+// and, for what decodes, `LZ4.compress`.
 //
 // Input: byte 0 seeds the piece sizes; the rest is decoded as LZ4 frames. When byte 0 is odd the rest is also
 // compressed and must decompress to itself.
 import FuzzSupport
+import Glibc
 import ReplicationKit
+
+/// The parallel decoder's output file: created once, unlinked at once, truncated for every input.
+let scratch: Int32 = {
+    let path = "/tmp/fuzz-lz4-parallel-\(getpid())"
+    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    precondition(fd >= 0, "cannot create \(path)")
+    unlink(path)
+    return fd
+}()
+
+/// Decodes `bytes` with `LZ4ParallelDecoder` (source pieces of odd sizes) and returns what it wrote.
+func parallelDecode(_ bytes: [UInt8], seed: UInt8) throws -> [UInt8] {
+    fuzzCheck(ftruncate(scratch, 0) == 0, "cannot truncate the scratch file")
+    var chunker = FuzzChunker(seed: UInt64(seed) &+ 7)
+    var position = 0
+    let n = try LZ4ParallelDecoder.decode(source: { buffer in
+        let n = min(buffer.count, bytes.count - position, chunker.next(max: 4099))
+        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + position, byteCount: n) }
+        position += n
+        return n
+    }, to: scratch, path: "scratch", workers: 1 + Int(seed % 3))
+    fuzzCheck(n <= 64 << 20, "more than 64 MiB from a fuzz input")
+    var out = [UInt8](repeating: 0, count: Int(n))
+    let got = out.withUnsafeMutableBytes { pread(scratch, $0.baseAddress, $0.count, 0) }
+    fuzzCheck(got == Int(n), "the scratch file holds \(got) of \(n) bytes written")
+    return out
+}
 
 /// Decodes `bytes` through `LZ4FrameDecoder`, feeding at most a few bytes per source call and reading into a small
 /// buffer, so every resumption point of the streaming decoder is exercised.
@@ -57,6 +86,15 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     } catch {
         fuzzCheck(error is LZ4Error, "streamed decode threw \(type(of: error))")
         fuzzCheck(oneShot == nil, "streamed decode failed where one-shot succeeded: \(error)")
+    }
+
+    // The parallel snapshot decoder agrees with the sequential one, error or not.
+    do {
+        let parallel = try parallelDecode(frame, seed: seed)
+        fuzzCheck(oneShot == parallel, "parallel decode differs from one-shot (\(parallel.count) vs \(oneShot?.count ?? -1))")
+    } catch {
+        fuzzCheck(error is LZ4Error, "parallel decode threw \(type(of: error)): \(error)")
+        fuzzCheck(oneShot == nil, "parallel decode failed where one-shot succeeded: \(error)")
     }
 
     // Skipping checksums never rejects what verifying accepts, and yields the same bytes.

@@ -24,6 +24,10 @@ enum RestoreCommand {
     and -if-replica-exists apply to each database, and the exit status is 1 when any
     database failed (the others are still restored).
 
+    Progress (bytes written and downloaded, rate) is one line rewritten in place when
+    standard error is a terminal, else a log line every 5 seconds
+    (LAUNCHER_RESTORE_PROGRESS_INTERVAL=DURATION changes the interval, 0 turns it off).
+
     Arguments:
     """
 
@@ -134,7 +138,7 @@ enum RestoreCommand {
     /// The flags every restore shares: `-parallelism`, `-generation`, `-index` (needs `-generation`) and
     /// `-timestamp` (excludes `-index`), checked and folded into options without an output path.
     static func pointInTime(_ flags: ParsedFlags) throws -> RestoreOptions {
-        var options = RestoreOptions(outputPath: "", parallelism: flags.int("parallelism"))
+        var options = RestoreOptions(outputPath: "", parallelism: flags.int("parallelism"), progress: try progressMode())
         if let i = flags.hex32("index") {
             guard !flags.string("generation").isEmpty else {
                 throw ReplicationError(.invalidInput, "must specify -generation flag when using -index flag")
@@ -158,6 +162,18 @@ enum RestoreCommand {
         }
 
         return options
+    }
+
+    /// Progress of long restores: one updating line when standard error is a terminal, else a log line every
+    /// 5 s (`LAUNCHER_RESTORE_PROGRESS_INTERVAL`, a Go duration, changes the interval; `0` turns the lines off).
+    static func progressMode(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RestoreProgressMode {
+        guard let text = environment["LAUNCHER_RESTORE_PROGRESS_INTERVAL"], !text.isEmpty else { return .automatic }
+        let interval: Duration
+        do { interval = try GoDuration.parse(text) } catch {
+            throw ReplicationError(.invalidInput, "invalid LAUNCHER_RESTORE_PROGRESS_INTERVAL \"\(text)\": \(error.oneLine) (e.g. 5s)")
+        }
+        if interval <= .zero { return .off }
+        return RestoreProgressMode.automatic == .terminal ? .terminal : .log(interval: interval)
     }
 
     /// Parses RFC 3339 with or without fractional seconds.

@@ -101,12 +101,15 @@ extension StartupPreparation {
         Thread.detachNewThread {
             let r = Result { try body(stop) }
             result.withLock { $0 = r }
+            // Wakes the main thread at once (every thread blocks SIGCHLD; the main thread takes it below and
+            // ignores it, as there is no child yet): without it the app started up to one wait later.
+            kill(getpid(), SIGCHLD)
         }
         while true {
             // Signals already pending are taken before the result: a stop request that arrived during the work
             // is honoured even when the work has just finished.
             let done = result.current
-            guard let sig = SupervisorSignals.wait(timeout: done == nil ? .milliseconds(50) : .zero) else {
+            guard let sig = SupervisorSignals.wait(timeout: done == nil ? .seconds(1) : .zero) else {
                 if let done { try done.get(); return nil }
                 continue
             }

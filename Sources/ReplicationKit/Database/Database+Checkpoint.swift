@@ -27,6 +27,7 @@ extension Database {
     /// 4. run the continuity check, which follows the restart into the next index.
     func checkpointOnQueue(_ mode: CheckpointMode) throws {
         guard let writer = writeConnection else { return }
+        defer { realWAL.endSync() }
         try measuredCheckpoint(mode) { try checkpointOpenDatabase(mode, writer: writer) }
     }
 

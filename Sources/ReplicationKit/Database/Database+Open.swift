@@ -76,7 +76,7 @@ extension Database {
             try shadow.clearGeneration()
             return
         }
-        let header = try readRealWAL { fd, _ in try fd.pread(count: walHeaderSize, at: 0) }
+        let header = try realWAL.read { fd, _ in try fd.pread(count: walHeaderSize, at: 0) }
         guard !checkHeader || header == c.header.bytes else {
             logger.info("init: cannot determine last wal position, clearing generation; wal header mismatch")
             try shadow.clearGeneration()
@@ -84,28 +84,5 @@ extension Database {
         }
         cursor = c
         shadowLog.publish(c.position, notify: false)
-    }
-
-    /// Runs `body` with a read-only descriptor of the real `-wal` file and its size; nil when it does not exist.
-    ///
-    /// The descriptor is kept between calls (several per sync) and reopened when the path names another file
-    /// (SQLite deletes and recreates the WAL when the last connection closes): one `stat` per call instead of
-    /// open, fstat and close. SQLite takes no POSIX locks on the `-wal` file, so holding or closing it is harmless.
-    func readRealWAL<T>(_ body: (FileDescriptor, UInt64) throws -> T) throws -> T? {
-        var st = stat()
-        guard try Syscall.statOrNil(meta.walPath, &st) else {
-            walFile = nil
-            return nil
-        }
-        let id = (UInt64(st.st_dev), UInt64(st.st_ino))
-        if walFile == nil || walFile!.id != id {
-            walFile = nil
-            let fd: FileDescriptor
-            do { fd = try FileDescriptor.openForReading(meta.walPath) } catch let e as ReplicationError where e.code == .notFound {
-                return nil
-            }
-            walFile = (fd, id)
-        }
-        return try body(walFile!.fd, UInt64(st.st_size))
     }
 }

@@ -12,6 +12,7 @@ extension Database {
         // A database that cannot be opened counts as a failed sync too (upstream counted only syncs of an open
         // one, so a wedged database showed no error at all); one that does not exist yet is not a sync.
         guard readGuard != nil || FileSystem.exists(path) else { return }
+        defer { realWAL.endSync() }
         try measuredSync {
             try openIfNeeded()
             guard readGuard != nil else { return }
@@ -78,7 +79,7 @@ extension Database {
 
     /// Checks the cursor against the real WAL, then copies new frames or starts a new generation.
     func verifyAndCopy() throws {
-        let observation = try readRealWAL { fd, size -> ContinuityCheck.Observation in
+        let observation = try realWAL.read { fd, size -> ContinuityCheck.Observation in
             let header = try fd.pread(count: walHeaderSize, at: 0)
             var frame: [UInt8]?
             if let c = cursor, c.position.offset > UInt64(walHeaderSize), c.position.offset <= size {
@@ -120,7 +121,7 @@ extension Database {
 
     /// Starts shadow index `index` from the real WAL's current header, then copies its committed frames (§6.7).
     func startIndex(generation g: Generation, index: UInt32) throws {
-        guard let headerBytes = try readRealWAL({ fd, _ in try fd.pread(count: walHeaderSize, at: 0) }) else {
+        guard let headerBytes = try realWAL.read({ fd, _ in try fd.pread(count: walHeaderSize, at: 0) }) else {
             throw ReplicationError(.io, "cannot init shadow wal: \(meta.walPath) does not exist")
         }
         let header: WALHeader
@@ -146,17 +147,17 @@ extension Database {
     /// The first pass over the real WAL finds the end of the last valid commit; the second streams exactly those
     /// bytes into the segment while re-verifying the checksum chain, so memory stays bounded and an uncommitted
     /// tail is never copied. When the first pass kept the whole new region in its buffer (sized from the last
-    /// batch, up to `maxScanBuffer`), its verified bytes are written as they are, without a second read.
+    /// batch, up to `RealWAL.maxBuffer`), its verified bytes are written as they are, without a second read.
     func copyFrames() throws {
         guard var c = cursor else { return }
         let scanner = WALScanner(header: c.header)
         let start = c.position.offset
         // Sized by the last batch, not by the file: a restarted WAL keeps its old length, and the stale frames
         // after the new ones would all be read.
-        let buffer = scanBuffer(frameSize: c.header.frameSize, expected: 2 * lastCopyBytes)
-        let guess = Int(min(lastCopyBytes, UInt64(Self.maxScanBuffer))) + 16 * c.header.frameSize
+        let buffer = realWAL.scanBuffer(frameSize: c.header.frameSize, expected: 2 * realWAL.lastCopyBytes)
+        let guess = Int(min(realWAL.lastCopyBytes, UInt64(RealWAL.maxBuffer))) + 16 * c.header.frameSize
         var inBuffer = false
-        let found: WALScanResult? = try readRealWAL { fd, _ in
+        let found: WALScanResult? = try realWAL.read { fd, _ in
             let r = try scanner.findCommittedEnd(from: start, checksum: c.checksum, buffer: buffer, firstRead: guess) { buf, off in
                 try fd.pread(into: buf, at: off)
             }
@@ -164,12 +165,12 @@ extension Database {
             return r.result
         }
         guard let scan = found, scan.committedEnd > start else {
-            lastCopyBytes = 0
+            realWAL.lastCopyBytes = 0
             markCopiedUnderGuard()
             return
         }
         let end = scan.committedEnd
-        lastCopyBytes = end - start
+        realWAL.lastCopyBytes = end - start
         let g = c.position.generation
         let verifiedInBuffer = inBuffer && end - start <= UInt64(buffer.count)
         do {
@@ -179,7 +180,7 @@ extension Database {
                     try write(UnsafeRawBufferPointer(rebasing: buffer[0..<Int(end - start)]))
                     return
                 }
-                guard try readRealWAL({ fd, _ -> Bool in
+                guard try realWAL.read({ fd, _ -> Bool in
                     var running = c.checksum
                     var off = start
                     while off < end {
@@ -208,22 +209,6 @@ extension Database {
         cursor = c
         markCopiedUnderGuard()
         publish()
-    }
-
-    /// Largest scratch buffer for WAL reads (one sync's batch at high write rates).
-    static let maxScanBuffer = 4 << 20
-
-    /// A scratch buffer for WAL reads, reused by every sync: at least 64 frames and 256 KiB, grown to hold the
-    /// `expected` bytes of a batch (up to `maxScanBuffer`), and shrunk again once batches are small.
-    func scanBuffer(frameSize: Int, expected: UInt64) -> UnsafeMutableRawBufferPointer {
-        let floor = max(256 * 1024, 64 * frameSize)
-        let fit = expected > UInt64(Self.maxScanBuffer) ? Self.maxScanBuffer : Int(expected)
-        let want = max(floor, (fit + frameSize - 1) / frameSize * frameSize)
-        if let b = walBuffer, b.count >= want, b.count == floor || b.count <= 4 * want { return b }
-        walBuffer?.deallocate()
-        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: want, alignment: 16)
-        walBuffer = b
-        return b
     }
 
     /// Records that the current lifetime is copied to its committed end while the read guard is held.

@@ -33,10 +33,8 @@ public final class Database: @unchecked Sendable {
     var pageSize = 0
     var cursor: ShadowCursor?
     var lastClean: CleanKey?
-    var walBuffer: UnsafeMutableRawBufferPointer?  // scratch for WAL reads, reused by every sync
-    var lastCopyBytes: UInt64 = 0  // WAL bytes the last sync copied (sizes walBuffer)
     lazy var positionFile = PositionFile(path: meta.positionFile, mode: shadow.fileMode)
-    var walFile: (fd: FileDescriptor, id: (UInt64, UInt64))?  // the real -wal, kept open (see readRealWAL)
+    let realWAL: RealWAL  // the application's -wal: the descriptor and scratch buffer every sync reads through
     var activeSnapshots = 0
     var closed = false
 
@@ -48,8 +46,6 @@ public final class Database: @unchecked Sendable {
     public let shadowLog: ShadowLog
     /// Syncs failed in a row (0 after a good one), since when, and the last error: for `/readyz` and the logs.
     public let syncFailures = Locked<SyncFailures>(SyncFailures())
-    deinit { walBuffer?.deallocate() }
-
     /// Failed syncs in a row after which the database is closed and reopened from scratch.
     static let revalidateAfterFailures = 3
 
@@ -60,6 +56,7 @@ public final class Database: @unchecked Sendable {
         self.meta = MetaDirectory(databasePath: path)
         self.shadow = ShadowWAL(meta: meta)
         self.shadowLog = ShadowLog(meta: meta)
+        self.realWAL = RealWAL(path: meta.walPath)
         var l = logger
         l[metadataKey: "db"] = "\(path)"
         self.logger = l
@@ -190,7 +187,7 @@ public final class Database: @unchecked Sendable {
         // The raw descriptor is closed last: closing it while SQLite holds POSIX locks would drop them.
         try? databaseFD?.close()
         databaseFD = nil
-        walFile = nil
+        realWAL.close()
         positionFile.close()
         cursor = nil
         shadowLog.publish(nil, notify: false)

@@ -13,15 +13,18 @@ public struct RestoreOptions: Sendable {
     public var timestamp: Date?
     /// Number of WAL indexes downloaded concurrently; values < 1 mean 8.
     public var parallelism: Int
+    /// How progress is reported (bytes written, downloaded, rate); by default one log line every 5 seconds.
+    public var progress: RestoreProgressMode
 
     /// Creates options.
     public init(outputPath: String, generation: Generation? = nil, index: UInt32? = nil, timestamp: Date? = nil,
-                parallelism: Int = 8) {
+                parallelism: Int = 8, progress: RestoreProgressMode = .log(interval: .seconds(5))) {
         self.outputPath = outputPath
         self.generation = generation
         self.index = index
         self.timestamp = timestamp
         self.parallelism = parallelism
+        self.progress = progress
     }
 
     /// The parallelism actually used (values < 1 fall back to 8).
@@ -145,7 +148,7 @@ public enum Restorer {
             do {
                 let plan = try RestorePlanner.plan(c.listing, index: options.index, timestamp: options.timestamp)
                 try execute(plan, client: r.client, outputPath: options.outputPath,
-                            parallelism: options.effectiveParallelism, logger: logger)
+                            parallelism: options.effectiveParallelism, progress: options.progress, logger: logger)
                 if k > 0 {
                     logger.warning("restore: restored from \(what) after skipping: \(skipped.joined(separator: "; "))")
                 }
@@ -163,12 +166,13 @@ public enum Restorer {
         throw ReplicationError(.io, "cannot restore: every candidate failed: " + skipped.joined(separator: "; "))
     }
 
-    /// Carries out `plan`: snapshot into `<out>.tmp`, WAL indexes applied in order, quick_check, rename into place.
+    /// Carries out `plan`: snapshot into `<out>.tmp` (its LZ4 blocks decoded in parallel), WAL indexes applied
+    /// in order, quick_check, rename into place.
     ///
     /// Never replaces an existing output. On error nothing is left at `outputPath` or `<out>.tmp*`, and no worker
     /// thread outlives the call.
     public static func execute(_ plan: RestorePlan, client: any ReplicaClient, outputPath: String, parallelism: Int,
-                               logger: Logger) throws {
+                               progress mode: RestoreProgressMode = .log(interval: .seconds(5)), logger: Logger) throws {
         let out = outputPath
         try checkOutputAbsent(out)
         let dir = RestoreFiles.parentDirectory(of: out)
@@ -182,10 +186,14 @@ public enum Restorer {
             client: client, generation: plan.generation, indexes: plan.walIndexes, prefix: tmp,
             parallelism: parallelism < 1 ? 8 : parallelism)
         var renamed = false
+        let total = plan.walIndexes.reduce(plan.snapshot.size) { sum, i in i.segments.reduce(sum) { $0 + $1.size } }
+        let progress = RestoreProgress(mode: mode, logger: logger, name: (out as NSString).lastPathComponent,
+                                       total: total)
+        defer { progress.finish() }
         do {
             // WAL downloads run while the snapshot is decompressed.
             downloader?.start()
-            let pageSize = try restoreSnapshot(plan, client: client, tmp: tmp, logger: logger)
+            let pageSize = try restoreSnapshot(plan, client: client, tmp: tmp, progress: progress, logger: logger)
             if let downloader {
                 var planned = plan.walIndexes.makeIterator()
                 while true {
@@ -193,12 +201,15 @@ public enum Restorer {
                     do { item = try downloader.next() } catch { throw RestoreFiles.wrap(error, "cannot download WAL") }
                     guard let item, let p = planned.next() else { break }
                     let started = ContinuousClock.now
+                    let walBytes = (try? FileSystem.info(item.path)?.size) ?? 0
                     do {
                         try WALApplier.apply(walFile: item.path, to: tmp, pageSize: pageSize)
                     } catch {
                         throw RestoreFiles.wrap(error, "cannot apply wal: \(walIndexName(p, client: client))")
                     }
                     let elapsed = ContinuousClock.now - started
+                    progress.completeStep(read: p.segments.reduce(0) { $0 + $1.size },
+                                          written: walBytes)
                     logger.info("applied wal \(plan.generation.name)/\(Hex.format(item.index, width: 16)) elapsed=\(GoDuration.format(elapsed))")
                 }
                 downloader.close()
@@ -241,16 +252,24 @@ public enum Restorer {
     }
 
     /// Decompresses the snapshot into `tmp` and returns the database page size from its header.
+    ///
+    /// A plain S3 client downloads large snapshots as parallel ranged GETs; every other client (including a
+    /// wrapped one) is read through its `ByteSource`.
     private static func restoreSnapshot(_ plan: RestorePlan, client: any ReplicaClient, tmp: String,
-                                        logger: Logger) throws -> Int {
+                                        progress: RestoreProgress, logger: Logger) throws -> Int {
         logger.info("restoring snapshot \(plan.generation.name)/\(Hex.format(plan.snapshot.index, width: 16)) to \(tmp)")
         let name = client.objectName(snapshot: plan.snapshot)
         do {
             let fd = try FileDescriptor.create(tmp, mode: 0o600)
             defer { try? fd.close() }
-            let source = try client.openSnapshot(plan.snapshot)
+            let source = try (client as? S3ReplicaClient)?.openSnapshotRanged(plan.snapshot)
+                ?? client.openSnapshot(plan.snapshot)
             defer { source.close() }
-            _ = try RestoreFiles.decompress(source, to: fd)
+            let written = try LZ4ParallelDecoder.decode(source: { try source.read(into: $0) }, to: fd.raw, path: tmp) {
+                progress.update(read: $0, written: $1)
+            }
+            progress.completeStep(read: plan.snapshot.size, written: written)
+            progress.finish()
             try fd.close()  // fsynced once, before the final rename
             let reader = try FileDescriptor.openForReading(tmp)
             defer { try? reader.close() }

@@ -82,16 +82,18 @@ final class WALDownloader: @unchecked Sendable {
     }
 
     /// Stops the workers, waits until every one has exited, and removes downloaded files not handed out.
+    ///
+    /// Only the first call does anything: the last reference may be dropped (deinit) on a worker thread after the
+    /// restore moved on to another candidate whose downloads use the same file names.
     func close() {
         cond.lock()
+        if closed { cond.unlock(); return }
+        closed = true
         cancelled = true
         cond.broadcast()
         while running > 0 { cond.wait() }
         let first = consumed
-        let again = closed
-        closed = true
         cond.unlock()
-        if again { return }
         for job in jobs[first...] { try? FileSystem.remove(job.path) }
     }
 

@@ -82,11 +82,16 @@ public final class FileDescriptor {
 
     /// Writes all of `bytes` at `offset` (the file offset does not move).
     public func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try Self.pwriteAll(raw, path: path, bytes, at: offset)
+    }
+
+    /// `pwriteAll` on a raw descriptor (`path` names it in errors), for threads that share one file.
+    static func pwriteAll(_ fd: Int32, path: String, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         guard let base = bytes.baseAddress else { return }
         var done = 0
         while done < bytes.count {
             done += try Syscall.retrying("write", path: path) {
-                Glibc.pwrite(raw, base + done, bytes.count - done, off_t(offset) + off_t(done))
+                Glibc.pwrite(fd, base + done, bytes.count - done, off_t(offset) + off_t(done))
             }
         }
     }

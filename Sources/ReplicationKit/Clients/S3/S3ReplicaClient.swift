@@ -222,6 +222,7 @@ public final class S3ReplicaClient: ReplicaClient {
             if (200..<300).contains(resp.status) || accepting.contains(resp.status) { return resp }
             var r = resp
             if case .file(let fd) = sink { r.body = Self.readHead(fd, limit: 64 << 10) }
+            if case .stream(let receiver) = sink, let range = receiver as? S3RangeReceiver { r.body = range.errorBody }
             if r.status == 403, credentials.isTemporary, !refreshed,
                let code = S3XML.parse(r.body)?.value("Code"), Self.staleCredentialCodes.contains(code) {
                 logger.info("s3 temporary credentials rejected; fetching new ones", metadata: [
@@ -475,6 +476,9 @@ public final class S3ReplicaClient: ReplicaClient {
         try fd.seek(to: 0)
         return FileByteSource(fd)
     }
+
+    /// Counts one GET of `bytes` body bytes (a ranged GET of a snapshot download).
+    func recordGet(bytes: UInt64) { operations.record(.get, bytes: bytes) }
 
     public func openSnapshot(_ snapshot: SnapshotInfo) throws -> any ByteSource {
         try get(objectName(snapshot: snapshot))
