@@ -37,6 +37,7 @@ public final class SQLiteConnection {
     ///
     /// The corresponding C function is `sqlite3_open_v2`.
     public init(path: String, create: Bool = false, readOnly: Bool = false, busyTimeout: Int32 = 1000) throws {
+        _ = Self.processSetup
         self.path = path
         var flags = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE
         if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
@@ -60,6 +61,9 @@ public final class SQLiteConnection {
     ///
     /// SQLite's own `busy_timeout` sleeps in growing steps (1, 2, 5, 10 … 100 ms), so a lock held for a
     /// couple of milliseconds could cost a hundred; the live replica's apply path cannot afford that.
+    /// Process-wide SQLite settings, applied once before the first connection (see `rk_sqlite_no_initial_page_cache`).
+    private static let processSetup: Void = { _ = rk_sqlite_no_initial_page_cache() }()
+
     public func setBusyTimeout(_ millis: Int32) {
         busyTimeoutMillis = millis
         if let h = handle { rk_sqlite_set_busy_timeout(h, millis) }
