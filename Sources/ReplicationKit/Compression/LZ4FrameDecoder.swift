@@ -9,6 +9,11 @@ public final class LZ4FrameDecoder {
     static let inputChunkSize = 64 * 1024
     /// How an age-encrypted object starts.
     static let ageMagic = Array("age-encryption.org/v1\n".utf8)
+    /// What an age-encrypted object read by a replica without an age block is (both decoders say it).
+    static var ageEncrypted: LZ4Error {
+        LZ4Error("not an lz4 frame: the object is age-encrypted; restore with the replica's "
+            + "age identities in a config file (restore -config)")
+    }
 
     private let source: (UnsafeMutableRawBufferPointer) throws -> Int
     private let dctx: OpaquePointer
@@ -90,8 +95,7 @@ public final class LZ4FrameDecoder {
             if LZ4F_isError(hint) != 0 {
                 // An age-encrypted object read by a replica without an age block: say what it is.
                 if !completedFrame && UnsafeRawBufferPointer(rebasing: input[inputStart..<inputEnd]).starts(with: Self.ageMagic) {
-                    return try fail(LZ4Error("not an lz4 frame: the object is age-encrypted; restore with the replica's "
-                        + "age identities in a config file (restore -config)"))
+                    return try fail(Self.ageEncrypted)
                 }
                 return try fail(LZ4Error("corrupt lz4 frame: \(String(cString: LZ4F_getErrorName(hint)))"))
             }

@@ -100,6 +100,11 @@ private struct FrameReader {
                 continue
             }
             guard magic == Self.frameMagic else {
+                // An age-encrypted object read by a replica without an age block: say what it is.
+                let leading = withUnsafeBytes(of: magic.littleEndian) { Array($0) }
+                if frames == 0 && LZ4FrameDecoder.ageMagic.starts(with: leading) {
+                    throw LZ4FrameDecoder.ageEncrypted
+                }
                 throw LZ4Error("corrupt lz4 frame: unknown frame magic \(Hex.format(UInt64(magic), width: 8))" +
                     " at offset \(input.consumed - 4)")
             }
