@@ -36,4 +36,13 @@ enum Syscall {
         let code: ReplicationError.Code = (e == ENOENT) ? .notFound : .io
         return ReplicationError(code, "\(what) \(path): \(text.lowercased())", cause: .errno(e))
     }
+
+    /// The machine's name from `gethostname` (Foundation's `hostName` may resolve it through DNS).
+    static func hostName() -> String {
+        var host = [UInt8](repeating: 0, count: 256)
+        _ = host.withUnsafeMutableBufferPointer { b in
+            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { gethostname($0, b.count - 1) }
+        }
+        return String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
+    }
 }
