@@ -45,4 +45,14 @@ enum Syscall {
         }
         return String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
     }
+
+    /// `date` as RFC 3339 in UTC with seconds (`2026-12-06T01:02:03Z`), without Foundation's formatters: they load
+    /// the time-zone database, which cost the `-exec` start about a millisecond.
+    static func utcTimestamp(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(tmv.tm_year + 1900)-\(two(tmv.tm_mon + 1))-\(two(tmv.tm_mday))T\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec))Z"
+    }
 }
