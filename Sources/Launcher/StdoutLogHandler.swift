@@ -19,11 +19,10 @@ struct StdoutLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-             source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var all = metadata
-        if let extra { all.merge(extra) { _, new in new } }
-        var text = "\(Self.timestamp()) \(level.rawValue.uppercased()) \(message)"
+        if let extra = event.metadata { all.merge(extra) { _, new in new } }
+        var text = "\(Self.timestamp()) \(event.level.rawValue.uppercased()) \(event.message)"
         for key in all.keys.sorted() { text += " \(key)=\(all[key]!)" }
         text += "\n"
         StdoutWriter.write(text)

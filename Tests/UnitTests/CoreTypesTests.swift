@@ -138,3 +138,22 @@ struct CoreTypesTests {
         #expect(Hex.parseStrict("0000000003e8", width: 8) == nil)
     }
 }
+
+@Suite struct SystemHelperTests {
+    @Test func utcTimestampMatchesFoundationsRFC3339() {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        for t in [0.0, 1.5, 951_782_400, 1_800_000_000.999, 4_102_444_799] {
+            let d = Date(timeIntervalSince1970: t)
+            #expect(Syscall.utcTimestamp(d) == f.string(from: d), "t=\(t)")
+        }
+    }
+
+    @Test func hostNameIsTheKernelsNodeName() throws {
+        var u = utsname()
+        uname(&u)
+        let node = withUnsafeBytes(of: &u.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        #expect(Syscall.hostName() == node)
+        #expect(!Syscall.hostName().isEmpty)
+    }
+}

@@ -19,6 +19,11 @@ enum ReplicateCommand {
     program was not found, 126 if it could not be executed; non-zero if the final
     sync failed).
 
+    Settings from the environment: LAUNCHER_IO_THREADS (threads per I/O pool:
+    one pool per replica type and one for /stream sessions; default 16),
+    LAUNCHER_SYNC_CONCURRENCY (databases in the final sync at once; default 16),
+    LAUNCHER_LOG_LEVEL (debug for more).
+
     Usage:
 
     \tlauncher replicate [arguments]

@@ -169,7 +169,7 @@ final class Supervisor {
                 logger.error("final sync cut short by a second stop signal; aborting the uploads in flight")
                 abortFinalSync(reason: "final sync cut short")
             case .leaseLost:
-                logger.error("lease lost: nothing more is written to the replicas; another launcher owns them now")
+                logger.error("lease lost: nothing more is written to the replicas; another launcher may own them now")
             }
             logger.info("exiting with status \(code)")
             if reason == .leaseLost || ((reason == .timedOut || reason == .interrupted) && finalSync?.failures.current == nil) {

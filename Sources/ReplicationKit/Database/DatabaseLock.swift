@@ -47,11 +47,7 @@ public final class DatabaseLock: Sendable {
 
     /// Records who holds the lock (`pid=… host=… since=…`); best effort, the lock itself is the flock.
     private func writeHolder() {
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, host.count - 1)
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        let line = "pid=\(getpid()) host=\(String(cString: host)) since=\(f.string(from: Date()))\n"
+        let line = "pid=\(getpid()) host=\(Syscall.hostName()) since=\(Syscall.utcTimestamp(Date()))\n"
         let bytes = Array(line.utf8)
         _ = ftruncate(fd, 0)
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }

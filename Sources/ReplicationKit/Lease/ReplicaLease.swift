@@ -102,7 +102,7 @@ public final class ReplicaLease: Sendable {
         self.clock = clock
         self.pollInterval = pollInterval
         self.logger = logger
-        self.owner = owner ?? "\(Self.hostName()):\(getpid())"
+        self.owner = owner ?? "\(Syscall.hostName()):\(getpid())"
         self.instance = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         LeaseMetrics.for(path: databasePath).setHeld(until: nil)  // the series exist (at 0) while waiting
     }
@@ -389,13 +389,6 @@ public final class ReplicaLease: Sendable {
             logger.error("cannot release the lease on \(store.location) (the next launcher waits for its ttl): \(error.oneLine)",
                          metadata: ["db": "\(databasePath)"])
         }
-    }
-
-    /// `gethostname` (Foundation's `hostName` may resolve it through DNS).
-    static func hostName() -> String {
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, host.count - 1)
-        return String(cString: host)
     }
 
     static func seconds(_ d: Duration) -> Double {

@@ -36,4 +36,23 @@ enum Syscall {
         let code: ReplicationError.Code = (e == ENOENT) ? .notFound : .io
         return ReplicationError(code, "\(what) \(path): \(text.lowercased())", cause: .errno(e))
     }
+
+    /// The machine's name from `gethostname` (Foundation's `hostName` may resolve it through DNS).
+    static func hostName() -> String {
+        var host = [UInt8](repeating: 0, count: 256)
+        _ = host.withUnsafeMutableBufferPointer { b in
+            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { gethostname($0, b.count - 1) }
+        }
+        return String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// `date` as RFC 3339 in UTC with seconds (`2026-12-06T01:02:03Z`), without Foundation's formatters: they load
+    /// the time-zone database, which cost the `-exec` start about a millisecond.
+    static func utcTimestamp(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(tmv.tm_year + 1900)-\(two(tmv.tm_mon + 1))-\(two(tmv.tm_mday))T\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec))Z"
+    }
 }

@@ -49,7 +49,7 @@ public enum TransferAbort {
     }
 
     // A process-lifetime key; the values are owned by `whileAllowed` frames, so no destructor.
-    nonisolated(unsafe) private static let key: pthread_key_t = {
+    private static let key: pthread_key_t = {
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
         return k
