@@ -151,6 +151,30 @@ private func expectRestoreError(_ client: FileReplicaClient, _ options: RestoreO
 
 @Suite("Restore")
 struct RestoreTests {
+    /// Two generations whose objects carry the same timestamp (S3 dates objects to the second): the restore
+    /// cannot order them, takes the first, and says so, naming both and how to choose.
+    @Test func generationsTiedOnTimestampAreNamedInAWarning() throws {
+        let r = try standardReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        let other = Generation(value: 0x1111_2222_3333_4444)
+        try writeReplica(r.history, root: r.dir + "/replica", generation: other)
+        let same = Date(timeIntervalSince1970: 1_800_000_000)
+        func touch(_ dir: String) throws {
+            for name in try FileSystem.list(dir) {
+                let p = dir + "/" + name
+                if try FileSystem.info(p)?.isDirectory == true { try touch(p) } else { try FileSystem.setModified(p, to: same) }
+            }
+        }
+        try touch(r.dir + "/replica")
+        let (logger, lines) = makeLogger()
+        let out = r.dir + "/tied.db"
+        try Restorer.restore(client: r.client, options: RestoreOptions(outputPath: out), logger: logger)
+        let warning = lines.lines.first { $0.contains("which the store's timestamps cannot order") }
+        #expect(warning?.contains(r.gen.name) == true && warning?.contains(other.name) == true, "\(lines.lines)")
+        #expect(warning?.contains("use -generation to choose") == true)
+        #expect(FileSystem.exists(out))
+    }
+
     @Test(arguments: [1, 2, 8])
     func restoresWholeReplica(parallelism: Int) throws {
         let r = try standardReplica()

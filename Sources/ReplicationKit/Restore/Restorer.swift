@@ -128,6 +128,12 @@ public enum Restorer {
         }
         var candidates = RestorePlanner.candidates(listed.map(\.listings), containing: options.timestamp)
         let pinned = options.generation != nil || options.index != nil
+        if !pinned, candidates.count > 1, candidates[0].listing.generation != candidates[1].listing.generation,
+           let a = RestorePlanner.updatedAt(of: candidates[0].listing), a == RestorePlanner.updatedAt(of: candidates[1].listing) {
+            // Stores date objects to the second (S3) or so: two generations written within the same second cannot be
+            // ordered by their timestamps. Say which one is taken, so a wrong guess can be corrected.
+            logger.warning("restore: generations \(candidates[0].listing.generation.name) and \(candidates[1].listing.generation.name) were both last updated at \(Syscall.utcTimestamp(a)), which the store's timestamps cannot order; restoring \(candidates[0].listing.generation.name) (use -generation to choose)")
+        }
         if pinned, let first = candidates.first {
             // A pinned generation/index falls back only to the same generation on another replica.
             candidates = candidates.filter { $0.listing.generation == first.listing.generation }
