@@ -30,4 +30,6 @@ static inline int rk_sqlite_set_busy_timeout(sqlite3 *_Nonnull db, int millis) {
 static inline int rk_sqlite_no_initial_page_cache(void) {
     return sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)0, 0, 0);
 }
+/* A full memory barrier, for writers of memory shared with other processes (the streaming replica's wal-index). */
+static inline void rk_memory_barrier(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 #endif

@@ -8,7 +8,7 @@ import Foundation
 /// A streaming replica's local `-wal` file, changed only by appending whole frames after the last committed one.
 ///
 /// Readers never look past the `mxFrame` recorded in the wal-index, so frames appended here stay invisible until
-/// `ReplicaWALIndex.invalidate()` makes the next reader rebuild the wal-index from this file. Frames a reader may
+/// `ReplicaWALIndex` publishes them (or makes the next reader rebuild the wal-index from this file). Frames a reader may
 /// use are never rewritten: the only shrinking operations cut bytes after the last committed frame, or are the
 /// TRUNCATE checkpoint SQLite itself runs once no reader uses the WAL. Not Sendable: one owner.
 final class ReplicaWAL {
@@ -31,6 +31,11 @@ final class ReplicaWAL {
     /// End of the frames written by the append in progress; nil when none is in progress.
     private(set) var pendingEnd: UInt64?
     private var pendingChecksum = WALChecksum(bigEndian: false)
+    /// Page number of each frame of the append in progress, in order, and the last frame's commit field.
+    private var pendingPages: [UInt32] = []
+    private var pendingDatabaseSize: UInt32 = 0
+    /// What the last `commit()` appended, in the terms of the wal-index (nil after a commit that appended nothing).
+    private(set) var lastCommit: WALIndexAppend?
     /// One frame (24-byte header + page) being filled by the caller.
     private let frame: UnsafeMutableRawBufferPointer
     /// Finished frames not written yet, written together (one pwrite per 64 frames instead of one per frame).
@@ -113,6 +118,8 @@ final class ReplicaWAL {
         if size > committedEnd { try fd.truncate(to: committedEnd) }
         pendingEnd = committedEnd
         pendingChecksum = committedChecksum
+        pendingPages.removeAll(keepingCapacity: true)
+        lastCommit = nil
     }
 
     /// Appends the frame in `frameBuffer`, keeping its page number and commit field and writing this WAL's salts
@@ -137,6 +144,8 @@ final class ReplicaWAL {
         if outboxUsed + raw.count > outbox.count { try flushOutbox() }
         pendingChecksum = sum
         pendingEnd = end + UInt64(frameSize)
+        pendingPages.append(UInt32(bigEndian: frame.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+        pendingDatabaseSize = UInt32(bigEndian: frame.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
     }
 
     /// Makes the appended frames durable and the new committed end; returns whether any frame was appended.
@@ -151,6 +160,8 @@ final class ReplicaWAL {
         guard let end = pendingEnd else { return false }
         try flushOutbox()
         guard end != committedEnd else { pendingEnd = nil; return false }
+        lastCommit = WALIndexAppend(firstFrame: frameCount + 1, pages: pendingPages, databaseSize: pendingDatabaseSize,
+                                    checksum: pendingChecksum, salt1: salt1, salt2: salt2, pageSize: pageSize)
         committedEnd = end
         committedChecksum = pendingChecksum
         pendingEnd = nil
@@ -160,6 +171,7 @@ final class ReplicaWAL {
     /// Cuts everything appended since `begin()`; readers never saw those bytes.
     func discard() throws {
         outboxUsed = 0
+        pendingPages.removeAll(keepingCapacity: true)
         guard pendingEnd != nil else { return }
         pendingEnd = nil
         try fd.truncate(to: committedEnd)
@@ -198,32 +210,3 @@ final class ReplicaWAL {
     }
 }
 
-/// The `-shm` wal-index of a streaming replica, used only to tell readers that the WAL file grew.
-///
-/// Zeroing the `isInit` flag of both copies of the wal-index header makes the next reader rebuild the index from
-/// the WAL file (SQLite's recovery, run under the WAL write lock). Readers already inside a read transaction keep
-/// their snapshot. The descriptor must stay open while this process has SQLite connections to the database:
-/// closing any descriptor of a file drops every POSIX lock the process holds on it, including SQLite's shm locks.
-final class ReplicaWALIndex {
-    /// Offsets of the `isInit` byte in the two 48-byte copies of the wal-index header.
-    static let isInitOffsets: [UInt64] = [12, 60]
-    private let fd: FileDescriptor
-
-    /// Opens the existing `-shm` file (SQLite creates it when a WAL-mode connection first reads).
-    init(path: String) throws {
-        fd = try FileDescriptor.open(path, flags: O_RDWR)
-    }
-
-    /// Marks the wal-index stale so the next reader rebuilds it from the WAL file.
-    func invalidate() throws {
-        // A shorter file has no header yet: the next reader initialises it from the WAL anyway.
-        guard try fd.size() >= 136 else { return }
-        var zero: UInt8 = 0
-        for offset in Self.isInitOffsets {
-            try Syscall.retrying("write", path: fd.path) { pwrite(fd.raw, &zero, 1, off_t(offset)) }
-        }
-    }
-
-    /// Closes the descriptor (only after this process's SQLite connections to the database are closed).
-    func close() throws { try fd.close() }
-}

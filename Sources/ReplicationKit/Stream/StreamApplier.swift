@@ -5,10 +5,12 @@ import Logging
 /// transaction or data going backwards.
 ///
 /// Records become WAL frames appended after the last committed frame of the local `-wal` file, under SQLite's WAL
-/// write lock (`BEGIN IMMEDIATE` on the applier's own connection). Once the frames are durable and the position
-/// file records them, both copies of the wal-index header are marked uninitialised, so the next reader rebuilds
-/// the index from the WAL file and sees the whole new commit; readers inside a read transaction keep their
-/// snapshot, because frames they may use are never rewritten. The WAL is emptied only by SQLite's own TRUNCATE
+/// write lock (`BEGIN IMMEDIATE` on the applier's own connection). Once the frames are written and the position
+/// file records them, the wal-index gets their entries and a new header, exactly as SQLite's own writer would do
+/// (`ReplicaWALIndex`), so the next reader sees the whole new commit; readers inside a read transaction keep their
+/// snapshot, because frames they may use are never rewritten. When the index is not in the expected state (a new
+/// `-shm`, one rebuilt or reset by another process), it is marked uninitialised instead and rebuilt from the WAL
+/// file. The WAL is emptied only by SQLite's own TRUNCATE
 /// checkpoint, which waits for readers.
 // @unchecked Sendable: the applier is handed to one dedicated thread and used only from there (one call at a time);
 // it holds blocking file and SQLite handles that must never be touched concurrently.
@@ -20,9 +22,9 @@ public final class StreamApplier: @unchecked Sendable {
 
     /// Committed frames after which an apply tries a TRUNCATE checkpoint (tests lower it).
     ///
-    /// Every apply makes SQLite re-read the whole WAL (wal-index recovery), so the WAL is kept small: 256 frames
-    /// is 1 MiB at 4 KiB pages, a checkpoint about every second at 100 small transactions a second.
-    var checkpointFrameThreshold = 256
+    /// SQLite's own auto-checkpoint size: 4 MiB at 4 KiB pages, a checkpoint every few seconds at 100 small
+    /// transactions a second. (It was 256 while every apply made readers re-read the whole WAL.)
+    var checkpointFrameThreshold = 1000
     /// Busy timeout of the applier's connection, in milliseconds (INTERFACES §3.8).
     static let busyTimeoutMillis = 1000
 
@@ -36,7 +38,11 @@ public final class StreamApplier: @unchecked Sendable {
     /// End of the segments appended but not yet published (a batch, see `applySegment(_:compressed:publish:)`).
     private var pending: WALPosition?
     private var snapshot: StreamSnapshotProgress?
-    private var nextCheckpointAt = 256
+    private var nextCheckpointAt = 1000
+    /// Publishes made by updating the wal-index in place (the rest made the next reader rebuild it; for tests).
+    private(set) var indexPublishes = 0
+    /// Publishes that marked the wal-index stale for a rebuild (for tests).
+    var indexRebuilds: Int { walIndex?.rebuilds ?? 0 }
 
     /// Creates an applier for the database at `path`; nothing is opened until `prepare(pageSize:)`.
     public init(path: String, logger: Logger) {
@@ -276,12 +282,22 @@ public final class StreamApplier: @unchecked Sendable {
         let appended = try wal.commit()
         try writePositionFile(end)
         position = end
-        if appended { try walIndex?.invalidate() }
+        // Publish the frames in the wal-index as SQLite's writer would; if the index is not as expected, mark it
+        // stale instead, and rebuild it below.
+        var rebuild = false
+        if appended, let walIndex {
+            if let batch = wal.lastCommit, try walIndex.publish(batch) {
+                indexPublishes += 1
+            } else {
+                try walIndex.invalidate()
+                rebuild = true
+            }
+        }
         // Nothing was written through SQLite: the rollback only releases the locks.
         try conn.exec("ROLLBACK")
-        // Rebuild the wal-index now, on this thread: otherwise the app's next reader pays for the recovery, or, if
-        // our next record (a long snapshot download) takes the write lock first, waits for it with SQLITE_BUSY.
-        if appended { _ = try? conn.queryInt("SELECT count(*) FROM sqlite_master") }
+        // Rebuild a stale wal-index now, on this thread: otherwise the app's next reader pays for the recovery, or,
+        // if our next record (a long snapshot download) takes the write lock first, waits for it with SQLITE_BUSY.
+        if rebuild { _ = try? conn.queryInt("SELECT count(*) FROM sqlite_master") }
     }
 
     private func setFrameHeader(_ wal: ReplicaWAL, page: UInt32, commit: UInt32) {
