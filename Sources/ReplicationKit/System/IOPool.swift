@@ -102,6 +102,10 @@ public final class IOPool: @unchecked Sendable {
 
 /// A serial executor on an `IOPool`: work items run one at a time, in order, on the pool's threads. The
 /// replacement for a private serial dispatch queue, with the same `async`, `asyncAfter`, `sync` and timers.
+///
+/// One difference from `DispatchQueue.sync`: `sync` waits only for the item running at the time, not for the
+/// items queued behind it, so the caller's body runs ahead of them (never overlapping any). That is what stopping
+/// a replica and the final sync need: exclusion from the upload in progress, without waiting for later ones.
 public final class SerialLane: @unchecked Sendable {
     // @unchecked: every mutable property is guarded by `cond`.
     /// The pool that runs this lane's work.
