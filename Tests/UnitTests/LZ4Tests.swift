@@ -1,3 +1,4 @@
+import CLZ4
 import Foundation
 import Testing
 @testable import ReplicationKit
@@ -127,6 +128,54 @@ struct LZ4Tests {
         #expect(Array(try LZ4.compress([]).prefix(7)) == header)
         #expect(Array(try LZ4.compress([1, 2, 3]).prefix(7)) == header)
         #expect(Array(try LZ4.compress(randomBytes(100_000, seed: 1)).prefix(7)) == header)
+    }
+
+    /// The encoder assembles frames over the block API with our XXH32; liblz4's own frame API, given the same
+    /// settings and the same writes, must produce the very same bytes (header, blocks, raw blocks, checksum).
+    @Test func framesEqualLiblz4FrameAPIByteForByte() throws {
+        func liblz4(_ data: [UInt8], writes: [Int]) throws -> [UInt8] {
+            var ctx: OpaquePointer?
+            #expect(LZ4F_isError(LZ4F_createCompressionContext(&ctx, UInt32(LZ4F_VERSION))) == 0)
+            defer { LZ4F_freeCompressionContext(ctx) }
+            var p = LZ4F_preferences_t()
+            p.frameInfo.blockSizeID = LZ4F_max4MB
+            p.frameInfo.blockMode = LZ4F_blockIndependent
+            p.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
+            p.autoFlush = 1
+            var out = [UInt8](repeating: 0, count: LZ4F_compressFrameBound(data.count + 1, &p) + 1024)
+            var n = out.withUnsafeMutableBytes { LZ4F_compressBegin(ctx, $0.baseAddress, $0.count, &p) }
+            var at = 0, i = 0
+            while at < data.count {
+                let len = min(writes[i % writes.count], data.count - at, 64 * 1024)
+                i += 1
+                n += out.withUnsafeMutableBytes { o in
+                    data.withUnsafeBytes { d in
+                        LZ4F_compressUpdate(ctx, o.baseAddress! + n, o.count - n, d.baseAddress! + at, len, nil)
+                    }
+                }
+                at += len
+            }
+            n += out.withUnsafeMutableBytes { LZ4F_compressEnd(ctx, $0.baseAddress! + n, $0.count - n, nil) }
+            return Array(out[0..<n])
+        }
+        let cases: [([UInt8], [Int])] = [
+            ([], [1]), ([7], [1]), (randomBytes(65_537, seed: 5), [65_536]),
+            (textLikeBytes(300_001, seed: 6), [4_120, 1, 65_536, 17]),
+            (randomBytes(200_000, seed: 8) + textLikeBytes(150_000, seed: 9), [65_536, 4_096]),
+        ]
+        for (data, writes) in cases {
+            var ours: [UInt8] = []
+            let encoder = try LZ4FrameEncoder { ours.append(contentsOf: $0) }
+            var at = 0, i = 0
+            while at < data.count {
+                let len = min(writes[i % writes.count], data.count - at, 64 * 1024)
+                i += 1
+                try data.withUnsafeBytes { try encoder.write(UnsafeRawBufferPointer(rebasing: $0[at..<(at + len)])) }
+                at += len
+            }
+            try encoder.finish()
+            #expect(ours == (try liblz4(data, writes: writes)), "\(data.count) bytes in writes of \(writes)")
+        }
     }
 
     @Test func emptyRoundTrip() throws {

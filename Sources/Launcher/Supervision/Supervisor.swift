@@ -231,6 +231,9 @@ final class FinalSync: Sendable {
         Thread.detachNewThread {
             let result = replicator.shutdown()
             box.withLock { $0 = result }
+            // Wake the main loop now instead of at its next 20 ms slice: SIGCHLD is in its wait set and never
+            // relayed, and a spurious one only makes it reap nothing.
+            kill(getpid(), SIGCHLD)
         }
     }
 

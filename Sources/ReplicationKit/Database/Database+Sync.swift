@@ -129,17 +129,33 @@ extension Database {
             throw (error as? ReplicationError)?.wrapped("cannot init shadow wal: \(meta.walPath)") ?? error
         }
         readGuard?.forgetProof()
-        let seg = try shadow.writeSegment(g, index: index, offset: 0, keepCopy: true) { write in
-            try header.bytes.withUnsafeBytes { try write($0) }
+        cursor = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
+                              header: header, checksum: header.checksumState, lastFrame: nil, headerPending: true)
+        do {
+            try copyFrames()
+        } catch {
+            // Keep the index's start on disk, as if no frame had been committed yet, so a cursor re-derived from
+            // the shadow WAL continues this index instead of judging the restart unproven.
+            try? writeHeaderSegment()
+            throw error
+        }
+        // No committed frame after the restart yet: the index starts with its header alone.
+        try writeHeaderSegment()
+    }
+
+    /// Writes the pending header of the current index as its segment at offset 0 (nothing when none is pending).
+    private func writeHeaderSegment() throws {
+        guard var c = cursor, c.headerPending else { return }
+        let g = c.position.generation
+        let seg = try shadow.writeSegment(g, index: c.position.index, offset: 0, keepCopy: true) { write in
+            try c.header.bytes.withUnsafeBytes { try write($0) }
         }
         shadowLog.append(seg, generation: g)
-        metrics.addShadowBytes(UInt64(header.bytes.count))
-        let c = ShadowCursor(position: WALPosition(generation: g, index: index, offset: UInt64(walHeaderSize)),
-                             header: header, checksum: header.checksumState, lastFrame: nil)
+        metrics.addShadowBytes(UInt64(c.header.bytes.count))
+        c.headerPending = false
         cursor = c
-        try positionFile.write(WALPosition(generation: g, index: index, offset: seg.offset))
+        try positionFile.write(WALPosition(generation: g, index: c.position.index, offset: 0))
         publish()
-        try copyFrames()
     }
 
     /// Copies committed frames after the cursor into a new shadow segment (REPLICATION §6.6).
@@ -173,9 +189,12 @@ extension Database {
         realWAL.lastCopyBytes = end - start
         let g = c.position.generation
         let verifiedInBuffer = inBuffer && end - start <= UInt64(buffer.count)
+        // The first frames of an index carry its header: one segment at offset 0.
+        let segmentStart = c.headerPending ? 0 : start
         do {
             // The replicas and stream clients read the segment from memory (see `ShadowLog.append`).
-            let seg = try shadow.writeSegment(g, index: c.position.index, offset: start, keepCopy: true) { write in
+            let seg = try shadow.writeSegment(g, index: c.position.index, offset: segmentStart, keepCopy: true) { write in
+                if c.headerPending { try c.header.bytes.withUnsafeBytes { try write($0) } }
                 if verifiedInBuffer {
                     try write(UnsafeRawBufferPointer(rebasing: buffer[0..<Int(end - start)]))
                     return
@@ -201,8 +220,9 @@ extension Database {
         } catch {
             throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
         }
-        metrics.addShadowBytes(end - start)
-        try positionFile.write(WALPosition(generation: g, index: c.position.index, offset: start))
+        metrics.addShadowBytes(end - segmentStart)
+        try positionFile.write(WALPosition(generation: g, index: c.position.index, offset: segmentStart))
+        c.headerPending = false
         c.position.offset = end
         c.checksum = scan.checksum
         c.lastFrame = scan.lastCommitFrame

@@ -8,6 +8,9 @@ public struct ShadowCursor: Sendable, Equatable {
     public var checksum: WALChecksum
     /// The last copied frame (header + page), used to prove the real WAL was not overwritten behind us.
     public var lastFrame: [UInt8]?
+    /// Whether this index has no segment yet: the next segment written starts at offset 0 with `header`, so the
+    /// header of a restarted WAL travels with its first frames instead of in a segment (and object) of its own.
+    public var headerPending = false
 }
 
 extension ShadowWAL {
