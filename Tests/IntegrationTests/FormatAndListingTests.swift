@@ -10,7 +10,11 @@ extension ReplicationIntegrationTests {
         /// Replicates a loaded database to `replica` and stops the launcher (exit 0 required).
         private func replicateLoad(_ sb: H.Sandbox, db: String, replica: String, count: Int, log: String) throws {
             if !FileManager.default.fileExists(atPath: db) { try H.runWriter(db, count: 1) }
-            let launcher = try H.startReplicate(sb, [db, replica], log: log)
+            // A WAL restart (a new index) comes with the checkpoint past four times the minimum page count.
+            let config = sb.path(log + ".yml")
+            try "dbs:\n  - path: \"\(db)\"\n    min-checkpoint-page-count: 250\n    replicas:\n      - url: \"\(replica)\"\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let launcher = try H.startReplicate(sb, ["-config", config], log: log)
             try H.runWriter(db, rate: 1000, count: count)
             let status = H.stop(launcher)
             #expect(status == 0, "launcher log:\n\(H.tail(launcher.output))")

@@ -225,16 +225,21 @@ struct DatabaseSyncTests {
         #expect(env.pos.generation == p0.generation && env.pos.index == 0 && env.pos.offset == env.walSize)
     }
 
-    @Test func minPageCountCheckpointStartsNextIndex() throws {
+    @Test func minPageCountCheckpointStartsNextIndexPastFourTimesTheMinimum() throws {
         let env = try DBTestEnv(minPages: 10)
         try env.insert(1)
         let db = try env.open()
         try env.takeSnapshot()
         let g = env.pos.generation
+        // Past the minimum: a PASSIVE checkpoint, and the index continues (CheckpointPolicy.restartsWAL).
         try env.insert(12, size: 3000)
         try db.sync()
-        #expect(env.pos.generation == g && env.pos.index == 1)
         #expect(env.logs.contains("checkpoint(PASSIVE)"))
+        #expect(env.pos.generation == g && env.pos.index == 0)
+        // Past four times the minimum: the checkpoint also restarts the WAL.
+        try env.insert(30, size: 3000)
+        try db.sync()
+        #expect(env.pos.generation == g && env.pos.index == 1)
         // The new index starts from the restarted WAL (salt-1 + 1) and covers it completely.
         #expect(env.pos.offset == env.committedEnd)
         let idx1 = try env.shadowIndex(g, 1)
@@ -272,7 +277,7 @@ struct DatabaseSyncTests {
                               options: ReplicaOptions(), logger: Logger(label: "replica-test"))
         try replica.sync()
         let g = env.pos.generation
-        try env.insert(12, size: 3000)
+        try env.insert(42, size: 3000)  // past four times the minimum: the checkpoint restarts the WAL
         try db.sync()
         #expect(env.pos.generation == g && env.pos.index == 1)
         let shadow = ShadowWAL(meta: env.meta)
@@ -406,7 +411,7 @@ struct DatabaseSyncTests {
         try env.takeSnapshot()
         let g = env.pos.generation
         if afterOwnCheckpoint {
-            try env.insert(12, size: 3000)
+            try env.insert(42, size: 3000)  // past four times the minimum: the checkpoint restarts the WAL
             try db.sync()
             #expect(env.pos.index == 1)
         }

@@ -9,7 +9,9 @@ extension Database {
             let modified = try FileSystem.info(path)?.modified ?? Date()
             return .milliseconds(Int64(Date().timeIntervalSince(modified) * 1000))
         }) else { return }
-        try checkpointOnQueue(mode)
+        let restart = CheckpointPolicy.restartsWAL(after: mode, offset: c.position.offset, pageSize: pageSize,
+                                                   options: options)
+        try checkpointOnQueue(mode, restart: restart)
     }
 
     /// Runs a checkpoint now (waits for the database queue); see `checkpointOnQueue`.
@@ -23,16 +25,17 @@ extension Database {
     /// 1. copy every committed frame, then move the guard to the newest snapshot;
     /// 2. checkpoint on the writer connection (PASSIVE, or FULL for `.truncate`/`.restart`/`.full`, which waits for
     ///    the application's readers and writers); the guard's mark is the WAL end, so it does not hold anything back;
-    /// 3. if that checkpoint completed, restart the WAL (`restartWAL`);
+    /// 3. if that checkpoint completed and `restart` (the policy's `CheckpointPolicy.restartsWAL` for automatic
+    ///    checkpoints), restart the WAL (`restartWAL`);
     /// 4. run the continuity check, which follows the restart into the next index.
-    func checkpointOnQueue(_ mode: CheckpointMode) throws {
+    func checkpointOnQueue(_ mode: CheckpointMode, restart: Bool = true) throws {
         guard let writer = writeConnection else { return }
         defer { realWAL.endSync() }
-        try measuredCheckpoint(mode) { try checkpointOpenDatabase(mode, writer: writer) }
+        try measuredCheckpoint(mode) { try checkpointOpenDatabase(mode, writer: writer, restart: restart) }
     }
 
     /// The body of `checkpointOnQueue` for an open database.
-    private func checkpointOpenDatabase(_ mode: CheckpointMode, writer: SQLiteConnection) throws {
+    private func checkpointOpenDatabase(_ mode: CheckpointMode, writer: SQLiteConnection, restart: Bool) throws {
         try copyFrames()
         try readGuard?.takeOrHandOver()
         let sqliteMode: CheckpointMode = mode == .passive ? .passive : .full
@@ -47,7 +50,7 @@ extension Database {
             throw (error as? ReplicationError)?.wrapped("checkpoint: mode=\(mode)") ?? error
         }
         logger.info("checkpoint(\(mode)): [\(result.busy ? 1 : 0),\(result.logFrames),\(result.checkpointedFrames)]")
-        if !result.busy && result.logFrames >= 0 && result.logFrames == result.checkpointedFrames {
+        if restart && !result.busy && result.logFrames >= 0 && result.logFrames == result.checkpointedFrames {
             do {
                 try restartWAL(writer: writer, truncate: mode == .truncate)
             } catch let e as ReplicationError where e.code == .busy {
