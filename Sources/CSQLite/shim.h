@@ -30,4 +30,9 @@ static inline int rk_sqlite_set_busy_timeout(sqlite3 *_Nonnull db, int millis) {
 static inline int rk_sqlite_no_initial_page_cache(void) {
     return sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)0, 0, 0);
 }
+/* Typed wrapper for the variadic sqlite3_db_config with an int setting (e.g. SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE). */
+static inline int rk_sqlite_db_config_int(sqlite3 *_Nonnull db, int op, int value) {
+    int out = 0;
+    return sqlite3_db_config(db, op, value, &out);
+}
 #endif
