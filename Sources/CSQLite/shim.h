@@ -32,4 +32,9 @@ static inline int rk_sqlite_no_initial_page_cache(void) {
 }
 /* A full memory barrier, for writers of memory shared with other processes (the streaming replica's wal-index). */
 static inline void rk_memory_barrier(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/* Typed wrapper for the variadic sqlite3_db_config with an int setting (e.g. SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE). */
+static inline int rk_sqlite_db_config_int(sqlite3 *_Nonnull db, int op, int value) {
+    int out = 0;
+    return sqlite3_db_config(db, op, value, &out);
+}
 #endif

@@ -19,12 +19,13 @@ final class DBTestEnv {
     var snapshot: (bytes: [UInt8], position: WALPosition)?
 
     init(minPages: Int = 1000, maxPages: Int = 10000, interval: Duration = .zero, autocheckpoint: Int = 0,
-         retention: Int = 32) throws {
+         retention: Int = 32, idleConnectionDelay: Duration? = nil) throws {
         dir = try WALFixture.tempDir("db")
         path = dir + "/app.db"
         var o = DatabaseOptions()
         (o.minCheckpointPageCount, o.maxCheckpointPageCount, o.checkpointInterval) = (minPages, maxPages, interval)
         (o.monitorDelayInterval, o.shadowRetentionCount) = (.zero, retention)
+        if let d = idleConnectionDelay { o.idleConnectionDelay = d }
         options = o
         app = try openApp(autocheckpoint: autocheckpoint)
         // Checkpointed, so the database file is not empty (SQLite ignores a WAL next to an empty file on restore).

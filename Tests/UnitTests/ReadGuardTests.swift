@@ -35,6 +35,20 @@ import Testing
         var walSize: UInt64 { (try? FileSystem.info(path + "-wal"))?.size ?? 0 }
         func walHeader() throws -> WALHeader { try WALHeader(bytes: Array(WALFixture.read(path + "-wal").prefix(walHeaderSize))) }
         func guardian() throws -> ReadGuard { try ReadGuard(path: path, busyTimeout: 50) }
+
+        /// Hands `g` over while the application runs a TRUNCATE checkpoint in the middle (after the spare's begin,
+        /// before the holder's end); a hand-over with a gap would let it empty the WAL.
+        func handOverDuringTruncate(_ g: ReadGuard) throws {
+            var midway: (CheckpointResult?, UInt64)?
+            g.midHandOver = { [app, path] in
+                midway = ((try? app.checkpoint(.truncate)), (try? FileSystem.info(path + "-wal"))?.size ?? 0)
+            }
+            try g.handOver()
+            g.midHandOver = nil
+            let (result, size) = try #require(midway)
+            #expect(result.map { $0.busy || $0.checkpointedFrames < $0.logFrames } ?? true, "TRUNCATE completed mid-hand-over")
+            #expect(size > UInt64(walHeaderSize), "the WAL was emptied mid-hand-over")
+        }
     }
 
     @Test func aHeldGuardKeepsTheWALFromRestarting() throws {
@@ -72,24 +86,45 @@ import Testing
         let first = g.holder
         try f.insert(2)  // after the guard's mark: not released yet
 
-        var midway: (CheckpointResult?, UInt64)?
-        g.midHandOver = { midway = ((try? f.app.checkpoint(.truncate)), f.walSize) }
-        try g.handOver()
-        g.midHandOver = nil
-
-        let (result, size) = try #require(midway)
-        #expect(result.map { $0.busy || $0.checkpointedFrames < $0.logFrames } ?? true, "TRUNCATE completed mid-hand-over")
-        #expect(size > UInt64(walHeaderSize), "the WAL was emptied mid-hand-over")
+        try f.handOverDuringTruncate(g)
         #expect(try f.walHeader().salt1 == before.salt1, "the WAL restarted")
         #expect(g.isHeld)
         #expect(g.holder !== first, "the two connections swap roles")
-        #expect(g.idleSpare != nil, "after a hand-over the spare is idle")
+        #expect(g.spare.map { !$0.inTransaction } == true, "after a hand-over the spare is open and idle")
 
         // Held on the newest snapshot, the guard still keeps the WAL from restarting.
         try f.insert()
         _ = try? f.app.checkpoint(.truncate)
         #expect(f.walSize > UInt64(walHeaderSize))
         #expect(try f.walHeader().salt1 == before.salt1)
+    }
+
+    /// An idle guard closes its spare (one connection left) and keeps the hold and the proof; the next hand-over
+    /// reopens the spare and still leaves no gap for a TRUNCATE checkpoint.
+    @Test func releaseIdleKeepsTheHoldAndTheNextHandOverHasNoGap() throws {
+        let f = try Fixture()
+        try f.insert(3)
+        let g = try f.guardian()
+        defer { g.close() }
+        #expect(g.openConnections == 1, "the spare is opened only for a hand-over")
+        try g.take()
+        try g.handOver()
+        #expect(g.openConnections == 2)
+        let header = try f.walHeader()
+        g.markCopied(header)
+
+        g.releaseIdle()
+        #expect(g.openConnections == 1)
+        #expect(g.isHeld && g.provesRestart(of: header), "idling dropped the hold or the proof")
+        try f.insert(2)
+        let r = try f.app.checkpoint(.truncate)
+        #expect(r.busy || r.checkpointedFrames < r.logFrames, "a TRUNCATE checkpoint completed past the idle guard")
+
+        try f.handOverDuringTruncate(g)
+        #expect(try f.walHeader().salt1 == header.salt1)
+        #expect(g.isHeld && g.provesRestart(of: header) && g.openConnections == 2)
+        g.close()
+        #expect(g.openConnections == 0)
     }
 
     /// Taken on a fully checkpointed WAL the guard reads the database file (read mark 0): the WAL may restart, but

@@ -29,9 +29,15 @@ extension Database {
     ///    checkpoints), restart the WAL (`restartWAL`);
     /// 4. run the continuity check, which follows the restart into the next index.
     func checkpointOnQueue(_ mode: CheckpointMode, restart: Bool = true) throws {
-        guard let writer = writeConnection else { return }
-        defer { realWAL.endSync() }
-        try measuredCheckpoint(mode) { try checkpointOpenDatabase(mode, writer: writer, restart: restart) }
+        guard readGuard != nil else { return }
+        defer { realWAL.endSync(); noteActivity() }
+        try measuredCheckpoint(mode) {
+            let writer: SQLiteConnection
+            do { writer = try self.writer() } catch {
+                throw (error as? ReplicationError)?.wrapped("checkpoint: mode=\(mode)") ?? error
+            }
+            try checkpointOpenDatabase(mode, writer: writer, restart: restart)
+        }
     }
 
     /// The body of `checkpointOnQueue` for an open database.
@@ -84,7 +90,7 @@ extension Database {
         defer { if locked { try? writer.exec("ROLLBACK;") } }
         try readGuard?.takeOrHandOver()
         try copyFrames()
-        guard let spare = readGuard?.idleSpare else { return }
+        guard let spare = try readGuard?.idleSpare() else { return }
         let rest = try spare.checkpoint(.passive)
         // An application reader on an older snapshot keeps the rest in the WAL; the next checkpoint tries again.
         guard !rest.busy, rest.logFrames >= 0, rest.logFrames == rest.checkpointedFrames else { return }

@@ -23,14 +23,11 @@ extension Database {
         do {
             try shadow.removeTemporaryFiles()
 
-            let writer = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
-            writeConnection = writer
-            try writer.setPersistentWAL()
+            let writer = try writer()
             let mode = try writer.queryText("PRAGMA journal_mode = wal;")
             guard mode?.lowercased() == "wal" else {
                 throw ReplicationError(.sqlite, "enable wal failed, mode=\"\(mode ?? "")\"")
             }
-            try writer.exec("PRAGMA wal_autocheckpoint = 0;")
             try writer.exec(Self.createSeqTable)
             try writer.exec(Self.createLockTable)
             guard let ps = try writer.queryInt("PRAGMA page_size;"), ps > 0 else {
@@ -51,6 +48,73 @@ extension Database {
             closeHandles()
             throw (error as? ReplicationError)?.wrapped("open database") ?? error
         }
+    }
+
+    /// Opens one of our connections to the database at `path`: persistent WAL (closing it never deletes the
+    /// `-wal`), no automatic checkpoint, no checkpoint when it closes (the writer and the guard's spare close
+    /// while the application runs), and the WAL opened by a first read.
+    static func openOwnConnection(path: String, busyTimeout: Int32) throws -> SQLiteConnection {
+        let c = try SQLiteConnection(path: path, busyTimeout: busyTimeout)
+        do {
+            try c.setPersistentWAL()
+            try c.setCheckpointOnClose(false)
+            try c.exec("PRAGMA wal_autocheckpoint = 0;")
+            // A first read opens the WAL: until then a checkpoint on this connection sees no frames ([0,-1,-1]).
+            _ = try c.queryInt("PRAGMA schema_version;")
+        } catch {
+            c.close()
+            throw error
+        }
+        return c
+    }
+
+    /// Our writer connection (`_litestream_seq` writes, checkpoints), opened on first use and closed again when the
+    /// database idles (`releaseIdleConnections`); an open failure is thrown to the sync or checkpoint that needed it.
+    func writer() throws -> SQLiteConnection {
+        if let w = writeConnection { return w }
+        let w = try Self.openOwnConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
+        writeConnection = w
+        return w
+    }
+
+    /// Records a sync, checkpoint or snapshot, and makes sure an idle check follows (`releaseIdleConnections`).
+    ///
+    /// One check is pending at a time: under writes it finds recent activity and re-arms itself for the rest of
+    /// the delay, so a busy database costs one timer per `idleConnectionDelay`, not one per sync.
+    func noteActivity() {
+        lastActivity = .now
+        guard !idleCheckScheduled, !closed, options.idleConnectionDelay > .zero else { return }
+        idleCheckScheduled = true
+        scheduleIdleCheck(after: options.idleConnectionDelay)
+    }
+
+    private func scheduleIdleCheck(after delay: Duration) {
+        queue.asyncAfter(deadline: .now() + delay.timeInterval) { [weak self] in self?.idleCheck() }
+    }
+
+    private func idleCheck() {
+        let idle = ContinuousClock.now - lastActivity
+        guard !closed, readGuard != nil else { idleCheckScheduled = false; return }
+        if idle < options.idleConnectionDelay || activeSnapshots > 0 {
+            scheduleIdleCheck(after: max(options.idleConnectionDelay - idle, .milliseconds(1)))
+            return
+        }
+        idleCheckScheduled = false
+        releaseIdleConnections()
+    }
+
+    /// Shrinks an idle database to what the read guard needs: closes the writer and the guard's spare and frees
+    /// the holder's cached pages (README "Memory of idle databases"). The hold itself is untouched, and none of
+    /// these connections checkpoints on close, so nothing the application committed can escape the shadow WAL.
+    func releaseIdleConnections() {
+        writeConnection?.close()
+        writeConnection = nil
+        readGuard?.releaseIdle()
+    }
+
+    /// SQLite connections this database holds open now (for tests and diagnostics).
+    var openConnections: Int {
+        onQueue { (writeConnection == nil ? 0 : 1) + (readGuard?.openConnections ?? 0) }
     }
 
     /// Rebuilds the cursor from the shadow WAL (REPLICATION §6.2).

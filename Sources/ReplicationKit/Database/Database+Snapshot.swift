@@ -48,8 +48,7 @@ extension Database: SnapshotSource {
             guard readGuard != nil, let fd = databaseFD else {
                 throw ReplicationError(.notFound, "no database available: \(path)")
             }
-            let s = try SQLiteConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
-            try s.setPersistentWAL()
+            let s = try Self.openOwnConnection(path: path, busyTimeout: options.busyTimeoutMilliseconds)
             try s.exec("BEGIN;")
             _ = try s.queryInt("SELECT COUNT(1) FROM _litestream_seq;")
             activeSnapshots += 1
@@ -60,7 +59,7 @@ extension Database: SnapshotSource {
                 // Only then (upstream always does it): a complete checkpoint lets the WAL restart as soon as our
                 // guard is gone, which costs a new generation at our next start. The checkpoint cannot write
                 // anything newer than the shadow WAL holds: our read guard began before the copy just made.
-                if try fd.size() < UInt64(pageSize), let w = writeConnection, let r = try? w.checkpoint(.passive) {
+                if try fd.size() < UInt64(pageSize), let w = try? writer(), let r = try? w.checkpoint(.passive) {
                     logger.debug("pre-snapshot checkpoint(PASSIVE): [\(r.busy ? 1 : 0),\(r.logFrames),\(r.checkpointedFrames)]")
                 }
                 // Everything committed before the snapshot's read mark is now copied, so the shadow covers it.
@@ -82,6 +81,7 @@ extension Database: SnapshotSource {
             try? lease.connection.exec("ROLLBACK;")
             lease.connection.close()
             activeSnapshots -= 1
+            noteActivity()
         }
     }
 }

@@ -12,7 +12,7 @@ extension Database {
         // A database that cannot be opened counts as a failed sync too (upstream counted only syncs of an open
         // one, so a wedged database showed no error at all); one that does not exist yet is not a sync.
         guard readGuard != nil || FileSystem.exists(path) else { return }
-        defer { realWAL.endSync() }
+        defer { realWAL.endSync(); noteActivity() }
         try measuredSync {
             try openIfNeeded()
             guard readGuard != nil else { return }
@@ -73,8 +73,8 @@ extension Database {
     /// Makes SQLite write a WAL header and a frame when the `-wal` file is missing or empty.
     func ensureWALExists() throws {
         let size = try FileSystem.info(meta.walPath)?.size ?? 0
-        if size >= UInt64(walHeaderSize) { return }
-        try writeConnection?.exec(Self.upsertSeq)
+        if size >= UInt64(walHeaderSize) || readGuard == nil { return }
+        try writer().exec(Self.upsertSeq)
     }
 
     /// Checks the cursor against the real WAL, then copies new frames or starts a new generation.

@@ -28,7 +28,9 @@ public final class Database: @unchecked Sendable {
     // Confined to `queue`.
     var shadow: ShadowWAL
     var readGuard: ReadGuard?               // the long-lived read transaction (see `ReadGuard`)
-    var writeConnection: SQLiteConnection?  // runs our own small writes (`_litestream_seq`)
+    var writeConnection: SQLiteConnection?  // our own small writes and checkpoints; opened by `writer()`, closed when idle
+    var lastActivity = ContinuousClock.now   // end of the last sync, checkpoint or snapshot
+    var idleCheckScheduled = false
     var databaseFD: FileDescriptor?          // long-lived: closing any descriptor of the file drops SQLite's locks
     var pageSize = 0
     var cursor: ShadowCursor?
@@ -173,17 +175,18 @@ public final class Database: @unchecked Sendable {
                 do { try syncOnQueue() } catch { firstError = error }
             }
             closed = true
-            closeHandles()
+            closeHandles(shutdown: true)
             if let e = firstError { throw e }
         }
     }
 
     /// Releases everything SQLite and the file system hold for this database (connections before the raw fd).
-    func closeHandles() {
-        readGuard?.close()
-        readGuard = nil
+    /// Only at `shutdown` may the last connection checkpoint as it closes (see `ReadGuard.close`).
+    func closeHandles(shutdown: Bool = false) {
         writeConnection?.close()
         writeConnection = nil
+        readGuard?.close(shutdown: shutdown)
+        readGuard = nil
         // The raw descriptor is closed last: closing it while SQLite holds POSIX locks would drop them.
         try? databaseFD?.close()
         databaseFD = nil

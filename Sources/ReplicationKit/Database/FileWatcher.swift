@@ -75,7 +75,9 @@ public final class FileWatcher: @unchecked Sendable {
     public func watch(databasePath path: String, handler: @escaping @Sendable () -> ContinuousClock.Instant) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
-        let mask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE)
+        // Every SQLite write is a write(2) (IN_MODIFY). No IN_CLOSE_WRITE: closing a connection is no change, and
+        // an idle database closes its writer and spare connections, which would otherwise wake itself up forever.
+        let mask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM)
         lock.lock()
         defer { lock.unlock() }
         guard !stopped else { throw ReplicationError(.invalidInput, "cannot watch \(path): the file watcher is stopped") }

@@ -18,37 +18,35 @@ import Foundation
 /// begins before the old one ends, so the hold has no gap), and forgotten by `take()` after a release, by
 /// `release()`, by `forgetProof()` (a new index starts) and by `close()`.
 ///
+/// The spare connection exists only from a hand-over until the database idles (`releaseIdle()`): an idle database
+/// costs one SQLite connection, not two. Opening it is the hand-over's first step, before the holder ends
+/// anything, so a failed open leaves the hold (and the proof) as it was.
+///
 /// Not thread-safe: used on the database's serial queue only.
 final class ReadGuard {
     /// The connection that holds the guard (its read transaction is the pin).
     private(set) var holder: SQLiteConnection
     /// The other connection: begins before `holder` ends in a hand-over; idle otherwise (checkpoints run on it).
-    private(set) var spare: SQLiteConnection
+    /// Opened by the first hand-over (or checkpoint) that needs it and closed by `releaseIdle()`.
+    private(set) var spare: SQLiteConnection?
     /// Header of the WAL lifetime copied in full while the guard has been held ever since (see the invariant).
     private(set) var restartProof: WALHeader?
     private let path: String
+    private let busyTimeout: Int32
     private var closed = false
     /// Test seam: runs in the middle of a hand-over, after its first step (the spare's begin) and before its second.
     var midHandOver: (() -> Void)?
 
-    /// Opens the two connections of the guard on the database at `path` (nothing is held yet).
+    /// Opens the holder connection of the guard on the database at `path` (nothing is held yet; the spare
+    /// connection is opened when first needed).
     init(path: String, busyTimeout: Int32) throws {
         self.path = path
-        var opened: [SQLiteConnection] = []
-        do {
-            for _ in 0..<2 {
-                let c = try SQLiteConnection(path: path, busyTimeout: busyTimeout)
-                opened.append(c)
-                try c.setPersistentWAL()
-                try c.exec("PRAGMA wal_autocheckpoint = 0;")
-            }
-        } catch {
-            for c in opened { c.close() }
-            throw error
-        }
-        holder = opened[0]
-        spare = opened[1]
+        self.busyTimeout = busyTimeout
+        holder = try Database.openOwnConnection(path: path, busyTimeout: busyTimeout)
     }
+
+    /// Connections open now (1 while idle, 2 after a hand-over until `releaseIdle()`, 0 after `close()`).
+    var openConnections: Int { closed ? 0 : (spare == nil ? 1 : 2) }
 
     /// Whether the read transaction is open.
     var isHeld: Bool { !closed && holder.inTransaction }
@@ -70,16 +68,38 @@ final class ReadGuard {
     /// Moves the guard to the newest snapshot without a gap (see `takeOrHandOver`); nothing happens if not held.
     func handOver() throws {
         guard isHeld else { return }
-        // A spare still in a transaction is left over from a hand-over that failed half-way; `holder` still holds.
-        if spare.inTransaction { try? spare.exec("ROLLBACK;") }
+        let next: SQLiteConnection
         do {
-            try Self.beginRead(spare)
+            next = try spareConnection()
+            // A spare still in a transaction is left over from a hand-over that failed half-way; `holder` still holds.
+            if next.inTransaction { try? next.exec("ROLLBACK;") }
+            try Self.beginRead(next)
             midHandOver?()
             try holder.exec("ROLLBACK;")
         } catch {
             throw (error as? ReplicationError)?.wrapped("read guard on \(path): hand-over") ?? error
         }
-        swap(&holder, &spare)
+        spare = holder
+        holder = next
+    }
+
+    /// The spare connection, opened if it is not.
+    private func spareConnection() throws -> SQLiteConnection {
+        if let s = spare { return s }
+        let s = try Database.openOwnConnection(path: path, busyTimeout: busyTimeout)
+        spare = s
+        return s
+    }
+
+    /// Lets an idle database's guard shrink to its minimum: closes the spare (it never holds the pin outside a
+    /// hand-over, and never checkpoints on close) and frees the holder's cached pages. The hold is untouched.
+    func releaseIdle() {
+        guard !closed else { return }
+        if let s = spare, !s.inTransaction {
+            s.close()
+            spare = nil
+        }
+        holder.releaseMemory()
     }
 
     /// Ends the read transaction; the proof is forgotten with the hold.
@@ -102,18 +122,28 @@ final class ReadGuard {
         restartProof != nil && restartProof == header
     }
 
-    /// The spare connection when it is not in a transaction (for a checkpoint that must not use the holder).
-    var idleSpare: SQLiteConnection? { closed || spare.inTransaction ? nil : spare }
+    /// The spare connection (opened if needed) when it is not in a transaction, for a checkpoint that must not
+    /// use the holder.
+    func idleSpare() throws -> SQLiteConnection? {
+        guard !closed else { return nil }
+        let s = try spareConnection()
+        return s.inTransaction ? nil : s
+    }
 
     /// Ends both transactions and closes both connections; safe to call twice.
-    func close() {
+    ///
+    /// None of our connections checkpoints when it closes, except the holder at `shutdown` (SQLite's default, and
+    /// only when it is the last connection to the database anywhere, so never while the application runs).
+    func close(shutdown: Bool = false) {
         restartProof = nil
         guard !closed else { return }
         closed = true
         try? holder.exec("ROLLBACK")
-        try? spare.exec("ROLLBACK")
+        try? spare?.exec("ROLLBACK")
+        spare?.close()
+        spare = nil
+        if shutdown { try? holder.setCheckpointOnClose(true) }
         holder.close()
-        spare.close()
     }
 
     /// A read transaction only starts at the first read: `BEGIN` plus one query pins the snapshot.

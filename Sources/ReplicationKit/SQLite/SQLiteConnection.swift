@@ -150,6 +150,21 @@ public final class SQLiteConnection {
         if rc != SQLITE_OK { throw error(rc, "set persistent WAL on") }
     }
 
+    /// Whether closing this connection may checkpoint the WAL (SQLite's default; `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`).
+    ///
+    /// SQLite checkpoints (and with a non-persistent WAL deletes the WAL) when the last connection to a database
+    /// closes. Connections we close while the application runs must never do that.
+    public func setCheckpointOnClose(_ on: Bool) throws {
+        let rc = rk_sqlite_db_config_int(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, on ? 0 : 1)
+        if rc != SQLITE_OK { throw error(rc, "set checkpoint on close on") }
+    }
+
+    /// Frees the cached pages no open statement or transaction uses (`sqlite3_db_release_memory`): about 13 KB
+    /// for a connection that read the schema once, kept otherwise until the connection closes.
+    public func releaseMemory() {
+        if let h = handle { sqlite3_db_release_memory(h) }
+    }
+
     /// Runs a checkpoint of the main database.
     ///
     /// The corresponding C function is `sqlite3_wal_checkpoint_v2`; SQLITE_BUSY is reported as `busy`, not thrown.
