@@ -16,8 +16,8 @@
 # scripts/test-container.sh builds this file with podman and runs the image (CI); scripts/release.sh builds the
 # release tarball and the multi-architecture image.
 # scripts/check-dockerfile.sh also checks this file without a Docker engine: it runs the `RUN swift build` line below
-# on the host and verifies with ldd + dpkg -S that every shared library of the binary comes from a package the
-# runtime stage installs. Keep that line on one line.
+# on the host and verifies with ldd + dpkg -S that every shared library of the binary (linked, or opened with
+# dlopen) comes from a package the runtime stage installs. Keep that line on one line.
 
 ############################ build ############################
 FROM swift:6.3-bookworm AS build
@@ -46,8 +46,9 @@ RUN install -D -s -m 0755 "$(swift build -c release --show-bin-path)/launcher" /
 ############################ runtime ############################
 FROM debian:bookworm-slim
 
-# Exactly the shared libraries the binary links (scripts/check-dockerfile.sh), plus ca-certificates for
-# HTTPS replicas. libcurl4/libssl3 are here for the S3/GCS/Azure/SFTP clients.
+# Exactly the shared libraries the binary links or opens (scripts/check-dockerfile.sh), plus ca-certificates for
+# HTTPS replicas. libcurl4 is opened with dlopen when an S3/GCS/Azure/SFTP replica, an upstream follower or
+# status/sync needs it (ldd does not show it); libssl3 provides libcrypto (signing) and libcurl's TLS.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libc6 libgcc-s1 libstdc++6 libsqlite3-0 liblz4-1 libcurl4 libssl3 ca-certificates \

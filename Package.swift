@@ -47,8 +47,10 @@ let package = Package(
                        providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", pkgConfig: "liblz4",
                        providers: [.apt(["liblz4-dev"])]),
-        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
-                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        // libcurl is not linked: CCurl opens libcurl.so.4 with dlopen when a remote replica, a follower or a
+        // `status`/`sync` client is first created, so the file-replica path never maps it (issue 15). Its headers
+        // are still needed to build (libcurl4-openssl-dev; CCurl.h stops with that hint when they are missing).
+        .target(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLauncherShims", path: "Sources/CLauncherShims"),

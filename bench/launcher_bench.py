@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Launcher (-exec) figures: start-to-exec latency, idle RSS while the child runs, final-sync time.
 
-  python3 bench/launcher_bench.py [--runs 20] [--rows 5000]
+  python3 bench/launcher_bench.py [--runs 20] [--rows 5000] [--exe PATH]
 
 Builds the release binary with `swift build -c release` (and the Dockerfile's static variant). bench/suite.py's
 launcher scenario measures start-to-exec and the final sync for ours and upstream 0.3.13 alternately; this script
@@ -76,11 +76,12 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--rows", type=int, default=5000)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--exe", help="measure this launcher binary (both rows) instead of building the two variants")
     a = ap.parse_args()
-    exe = launcher()
+    exe = a.exe or launcher()
     s = start_to_exec(exe, a.runs)
     rss = idle_rss(exe)
-    rss_static = idle_rss(launcher(static=True))
+    rss_static = idle_rss(a.exe or launcher(static=True))
     fin = [final_sync(exe, a.rows) for _ in range(5)]
     table = "\n".join([
         "| figure | median (min–max) | target |", "|---|---|---|",

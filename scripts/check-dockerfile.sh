@@ -4,7 +4,8 @@
 #   2. builds the release binary with the Dockerfile's own `RUN swift build ...` line, in a clean copy of what
 #      the Dockerfile COPYs (Package.swift, Sources, Tests), as the build stage would;
 #   3. maps every shared library the binary links (ldd) to its Debian package (dpkg -S) and requires each
-#      package to be named in the runtime stage's `apt-get install`.
+#      package to be named in the runtime stage's `apt-get install`;
+#   4. the same for the libraries it opens with dlopen (libcurl.so.4), which ldd does not show.
 # The host must be Debian 12 (bookworm), like both stages. Usage: bash scripts/check-dockerfile.sh
 # Environment: CHECK_DOCKERFILE_DIR (default .build-docker-check) holds the copy and its build, so that
 # repeated runs are incremental.
@@ -104,6 +105,23 @@ while read -r line; do
     status=1
   fi
 done <<< "$ldd_out"
+
+# ---- 4. libraries the binary opens at run time (dlopen: ldd does not list them) ----
+# libcurl.so.4: opened when a remote replica, an upstream follower or status/sync needs it (Sources/CCurl).
+for lib in libcurl.so.4; do
+  grep -qaF "$lib" "$binary" || fail "$binary no longer names $lib: update the dlopen list of this script"
+  file=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+  [ -n "$file" ] || fail "$lib (opened at run time) is not installed on this host"
+  if ! pkg=$(package_of "$file"); then
+    printf '%-28s %-52s %s\n' "$lib" "$file" "NO PACKAGE (dlopen)"
+    status=1
+  elif printf '%s\n' "${runtime_pkgs[@]}" | grep -qx "$pkg"; then
+    printf '%-28s %-52s %s\n' "$lib" "$file" "$pkg (dlopen)"
+  else
+    printf '%-28s %-52s %s\n' "$lib" "$file" "$pkg (dlopen; NOT in the runtime stage)"
+    status=1
+  fi
+done
 
 [ $status -eq 0 ] || fail "the runtime stage misses packages for the libraries above"
 note "OK: every shared library of $binary is provided by a package of the runtime stage"

@@ -31,11 +31,19 @@ struct StdoutLogHandler: LogHandler {
     static func timestamp() -> String {
         var tv = timeval()
         gettimeofday(&tv, nil)
+        return timestamp(tv)
+    }
+
+    /// `2006-01-02T15:04:05.000Z` (UTC, milliseconds) for `tv`.
+    static func timestamp(_ tv: timeval) -> String {
         var t = time_t(tv.tv_sec)
         var tmv = tm()
         gmtime_r(&t, &tmv)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
-                      tmv.tm_hour, tmv.tm_min, tmv.tm_sec, Int(tv.tv_usec / 1000))
+        // Plain string building, not String(format:): Foundation's formatter costs a dynamic cast per argument, and
+        // its first use (the launcher's first log line, before the app is spawned) a scan of every conformance.
+        func d(_ v: Int32, _ width: Int) -> String { String(v).leftPadded(width) }
+        return "\(d(tmv.tm_year + 1900, 4))-\(d(tmv.tm_mon + 1, 2))-\(d(tmv.tm_mday, 2))T\(d(tmv.tm_hour, 2)):"
+            + "\(d(tmv.tm_min, 2)):\(d(tmv.tm_sec, 2)).\(d(Int32(tv.tv_usec / 1000), 3))Z"
     }
 }
 

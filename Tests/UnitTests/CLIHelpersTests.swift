@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import ReplicationKit
 @testable import Launcher
@@ -186,5 +187,15 @@ struct RestoreProgressSettingTests {
         } catch {
             #expect("\(error)".contains("invalid LAUNCHER_RESTORE_PROGRESS_INTERVAL \"soon\""), "\(error)")
         }
+    }
+}
+
+@Suite("log line timestamp")
+struct LogTimestampTests {
+    @Test("UTC, zero-padded, milliseconds truncated")
+    func format() {
+        #expect(StdoutLogHandler.timestamp(timeval(tv_sec: 1_733_456_789, tv_usec: 7_999)) == "2024-12-06T03:46:29.007Z")
+        #expect(StdoutLogHandler.timestamp(timeval(tv_sec: 0, tv_usec: 999_999)) == "1970-01-01T00:00:00.999Z")
+        #expect(StdoutLogHandler.timestamp(timeval(tv_sec: 253_402_300_799, tv_usec: 0)) == "9999-12-31T23:59:59.000Z")
     }
 }

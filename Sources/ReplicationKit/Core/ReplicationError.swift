@@ -27,6 +27,8 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         case http(status: Int, providerCode: String?)
         /// libcurl failed with this CURLcode (transport errors, and every SFTP failure).
         case curl(UInt32)
+        /// A shared library opened at run time (libcurl) could not be loaded: its file name and the loader's reason.
+        case library(name: String, reason: String)
     }
 
     /// What went wrong.

@@ -38,6 +38,7 @@ public struct LauncherClient: Sendable {
         options.requestTimeout = timeout
         let client = CurlHTTPClient(options: options)
         let url = baseURL + pathAndQuery
+        try CurlLibrary.load(for: "\(method) \(url)")
         do {
             let r = try client.performOnce(HTTPRequest(method: method, url: url, headers: [("Content-Length", "0")]),
                                            sink: .memory(limit: 64 << 20))

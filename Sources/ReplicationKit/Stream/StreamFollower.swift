@@ -62,6 +62,7 @@ public final class StreamFollower: HTTPStreamReceiver, @unchecked Sendable {
         c.user = nil
         c.password = nil
         self.upstreamBase = c.string ?? upstreamURL
+        try CurlLibrary.load(for: "database \(path): upstream \(upstreamBase)")
         self.path = path
         self.upstreamPath = upstreamPath ?? path
         var l = logger

@@ -111,23 +111,19 @@ public final class CurlHTTPClient: Sendable {
     private let logger: Logger
     private let idle = Locked<[EasyHandle]>([])
 
-    // One global initialisation per process; `curl_global_init` is not thread-safe, so it runs under a lazy `let`.
-    private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_ALL))
-
-    /// Creates a client.
+    /// Creates a client. libcurl is loaded by the first transfer (`CurlLibrary.load`) if nothing loaded it before.
     public init(options: CurlHTTPOptions = CurlHTTPOptions(), logger: Logger = Logger(label: "replicationkit.http")) {
-        precondition(CurlHTTPClient.globalInit == CURLE_OK, "curl_global_init failed")
         self.options = options
         self.logger = logger
     }
 
     deinit {
-        for h in idle.withLock({ $0 }) { curl_easy_cleanup(h.raw) }
+        for h in idle.withLock({ $0 }) { rk_curl_easy_cleanup(h.raw) }
     }
 
     private func checkout() -> EasyHandle {
         if let h = idle.withLock({ $0.popLast() }) { return h }
-        guard let raw = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
+        guard let raw = rk_curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
         return EasyHandle(raw: raw)
     }
 
@@ -186,10 +182,13 @@ public final class CurlHTTPClient: Sendable {
     /// Performs one attempt (no retry).
     /// - Throws: `CurlError` (`.transport`, `.responseTooLarge`, `.io`).
     public func performOnce(_ request: HTTPRequest, sink: HTTPResponseSink) throws(CurlError) -> HTTPResponse {
+        do { try CurlLibrary.load() } catch {
+            throw CurlError(.transport, "\(request.method) \(request.url): \(error.message)", curlCode: CURLE_FAILED_INIT)
+        }
         let handle = checkout()
         defer { checkin(handle) }
         let h = handle.raw
-        curl_easy_reset(h)
+        rk_curl_easy_reset(h)
 
         let ctx = TransferContext(body: request.body, sink: sink)
         ctx.handle = h
@@ -199,12 +198,12 @@ public final class CurlHTTPClient: Sendable {
             }
         }
         var list: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(list) }
+        defer { rk_curl_slist_free_all(list) }
         for (name, value) in request.headers {
-            list = curl_slist_append(list, "\(name): \(value)")
+            list = rk_curl_slist_append(list, "\(name): \(value)")
         }
         // Without this curl waits up to 1 s for `100 Continue` before sending a body.
-        list = curl_slist_append(list, "Expect:")
+        list = rk_curl_slist_append(list, "Expect:")
         let unmanaged = Unmanaged.passRetained(ctx)
         defer { unmanaged.release() }
         let ud = unmanaged.toOpaque()
@@ -264,12 +263,12 @@ public final class CurlHTTPClient: Sendable {
         // A rejected option is a programming error (misuse crashes, IO throws).
         precondition(ok, "curl_easy_setopt rejected an option")
 
-        let rc = curl_easy_perform(h)
+        let rc = rk_curl_easy_perform(h)
         // The error buffer belongs to the context; detach it before the context goes away.
         _ = rk_curl_setopt_pointer(h, CURLOPT_ERRORBUFFER, nil)
         if let e = ctx.failure { throw CurlError(e.0, "\(request.method) \(request.url): \(e.1)") }
         guard rc == CURLE_OK else {
-            let detail = ctx.errorText.isEmpty ? String(cString: curl_easy_strerror(rc)) : ctx.errorText
+            let detail = ctx.errorText.isEmpty ? String(cString: rk_curl_easy_strerror(rc)) : ctx.errorText
             throw CurlError(.transport, "\(request.method) \(request.url): \(detail) (curl error \(rc.rawValue))",
                             curlCode: rc)
         }

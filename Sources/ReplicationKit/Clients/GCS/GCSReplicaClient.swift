@@ -75,6 +75,7 @@ public final class GCSReplicaClient: ReplicaClient {
     public convenience init(destination d: GCSDestination,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         guard !d.bucket.isEmpty else { throw ReplicationError(.config, "bucket required for gs replica") }
+        try CurlLibrary.load(for: "gs replica gs://\(d.bucket)")
         let ep = GCSURL.endpoint(configured: d.endpoint, environment: environment)
         var o = CurlHTTPOptions()
         o.skipVerify = d.skipVerify

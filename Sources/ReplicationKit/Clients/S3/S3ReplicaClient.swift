@@ -99,6 +99,7 @@ public final class S3ReplicaClient: ReplicaClient {
         guard !d.bucket.isEmpty else {
             throw ReplicationError(.config, "bucket required for s3 replica")
         }
+        try CurlLibrary.load(for: "s3 replica s3://\(d.bucket)")
         let provider = try S3CredentialChain.provider(accessKeyID: d.accessKeyID, secretAccessKey: d.secretAccessKey,
                                                       environment: environment)
         var o = CurlHTTPOptions()

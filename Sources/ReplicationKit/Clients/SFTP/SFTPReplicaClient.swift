@@ -61,6 +61,7 @@ public final class SFTPReplicaClient: ReplicaClient {
             try Self.scoped(location) { try SFTPHostKey.requireEntry(knownHostsPath: path, host: host, port: port) }
             check = .knownHosts(path: path)
         }
+        try CurlLibrary.load(for: "sftp replica \(location)")
         session = SFTPSession(config: SFTPSessionConfig(host: host, port: port, user: d.user, password: d.password,
                                                         keyPath: d.keyPath, keyPassphrase: d.keyPassphrase, hostKey: check))
         secrets = [d.password, d.keyPassphrase].compactMap { $0 }.filter { !$0.isEmpty }

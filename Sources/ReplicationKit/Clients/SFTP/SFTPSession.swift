@@ -65,15 +65,12 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
     private let lock = NSLock()
     private var handle: UnsafeMutableRawPointer?
 
-    private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_ALL))
-
     init(config: SFTPSessionConfig) {
-        precondition(Self.globalInit == CURLE_OK, "curl_global_init failed")
         self.config = config
     }
 
     deinit {
-        if let h = handle { curl_easy_cleanup(h) }
+        if let h = handle { rk_curl_easy_cleanup(h) }
     }
 
     /// `sftp://host:port` (brackets kept for IPv6 literals).
@@ -86,6 +83,7 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
     func perform(_ request: SFTPRequest) throws(SFTPFailure) -> SFTPResponse {
         lock.lock()
         defer { lock.unlock() }
+        do { try CurlLibrary.load() } catch { throw SFTPFailure(code: CURLE_FAILED_INIT, text: error.message) }
         if case .knownHosts(let path) = config.hostKey {
             // libcurl connects without verification when the known_hosts file is missing: check first.
             do { try SFTPHostKey.requireEntry(knownHostsPath: path, host: config.host, port: config.port) } catch {
@@ -113,7 +111,7 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
 
     private func performOnce(_ request: SFTPRequest) -> (Result<SFTPResponse, SFTPFailure>, reused: Bool) {
         if handle == nil {
-            guard let h = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
+            guard let h = rk_curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
             handle = h
         }
         let h = handle!
@@ -122,8 +120,8 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
         var quote: UnsafeMutablePointer<curl_slist>?
         defer {
             // Drops every pointer into this call's memory; the connection stays in the handle's cache.
-            curl_easy_reset(h)
-            curl_slist_free_all(quote)
+            rk_curl_easy_reset(h)
+            rk_curl_slist_free_all(quote)
             ud.release()
         }
         var ok = true
@@ -197,17 +195,17 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
             set(rk_curl_setopt_long(h, CURLOPT_NEW_DIRECTORY_PERMS, 0o755))
             set(rk_curl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1))
             set(rk_curl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, max(1, Self.millis(c.stallTimeout) / 1000)))
-            for q in post { quote = curl_slist_append(quote, q) }
+            for q in post { quote = rk_curl_slist_append(quote, q) }
             set(rk_curl_setopt_slist(h, CURLOPT_POSTQUOTE, quote))
         case .quote(let cmds):
-            for q in cmds { quote = curl_slist_append(quote, q) }
+            for q in cmds { quote = rk_curl_slist_append(quote, q) }
             set(rk_curl_setopt_slist(h, CURLOPT_QUOTE, quote))
             set(rk_curl_setopt_long(h, CURLOPT_NOBODY, 1))
             set(rk_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, Self.millis(c.requestTimeout)))
         }
         precondition(ok, "curl_easy_setopt rejected an SFTP option")
 
-        let rc = curl_easy_perform(h)
+        let rc = rk_curl_easy_perform(h)
         var connects = 0
         _ = rk_curl_getinfo_long(h, CURLINFO_NUM_CONNECTS, &connects)
         let reused = connects == 0
@@ -215,7 +213,7 @@ final class SFTPSession: @unchecked Sendable {  // @unchecked: `handle` is only 
             return (.failure(SFTPFailure(code: CURLE_WRITE_ERROR, text: failure)), reused)
         }
         guard rc == CURLE_OK else {
-            var f = SFTPFailure(code: rc, text: ctx.errorText.isEmpty ? String(cString: curl_easy_strerror(rc)) : ctx.errorText)
+            var f = SFTPFailure(code: rc, text: ctx.errorText.isEmpty ? String(cString: rk_curl_easy_strerror(rc)) : ctx.errorText)
             let kh = ctx.knownHosts.pointee
             if kh.called != 0 {
                 f.knownHostsMatch = kh.match
