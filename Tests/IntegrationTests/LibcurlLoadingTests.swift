@@ -22,7 +22,7 @@ extension ExecTests {
             try #require(p.waitForOutput("snapshot written", timeout: 60), "\(p.output)")
             // cat, not String(contentsOfFile:): a /proc file reports size 0 and Foundation reads only its first part.
             let running = try runCommand("/bin/cat", ["/proc/\(p.pid)/maps"], timeout: 30).output
-            FileManager.default.createFile(atPath: sb.path("stop"), contents: nil)
+            _ = FileManager.default.createFile(atPath: sb.path("stop"), contents: nil)
             #expect(p.wait(timeout: 30) == 0, "\(p.output)")
             return (sb.read("maps-at-exec") ?? "", running)
         }

@@ -253,7 +253,7 @@ extension ReplicationIntegrationTests {
             // The shadow WAL's directory becomes a file: every sync fails until it is put back.
             let gens = db + "-litestream/generations"
             #expect(rename(gens, gens + ".away") == 0)
-            FileManager.default.createFile(atPath: gens, contents: Data("not a directory".utf8))
+            _ = FileManager.default.createFile(atPath: gens, contents: Data("not a directory".utf8))
             let writer = try sb.start(TestSupport.exampleWriter, H.writerArgs(db, rate: 20, count: 200), log: "writer.log")
             #expect(p.waitForOutput("re-validating \(db) from scratch", timeout: 60), "\(H.tail(p.output))")
             var ready = try LiveHarness.http(url + "/readyz")

@@ -36,7 +36,7 @@ final class RunningProcess: @unchecked Sendable {
     init(_ executable: String, _ arguments: [String], outputPath: String, environment: [String: String]? = nil,
          currentDirectory: String? = nil) throws {
         self.outputPath = outputPath
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

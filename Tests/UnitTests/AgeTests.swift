@@ -44,8 +44,8 @@ enum AgeCLI {
         let inFile = dir.appendingPathComponent("in"), outFile = dir.appendingPathComponent("out"),
             errFile = dir.appendingPathComponent("err")
         try Data(input).write(to: inFile)
-        FileManager.default.createFile(atPath: outFile.path, contents: nil)
-        FileManager.default.createFile(atPath: errFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errFile.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = arguments

@@ -111,6 +111,17 @@ final class ReplicaWALIndex {
         return true
     }
 
+    /// Whether every frame of the WAL has been copied into the database file (checkpoint information: the
+    /// backfilled frame count equals `mxFrame`, and there are frames). A hint read without locks: SQLite's own
+    /// checkpoint decides for itself.
+    func isFullyBackfilled() throws -> Bool {
+        guard try fd.size() >= UInt64(Self.headerSize) else { return false }
+        let base = try block(0)
+        let maxFrame = base.load(fromByteOffset: 16, as: UInt32.self)
+        let backfilled = base.load(fromByteOffset: 2 * Self.headerCopySize, as: UInt32.self)
+        return maxFrame > 0 && backfilled == maxFrame
+    }
+
     /// Marks the wal-index stale so the next reader rebuilds it from the WAL file.
     func invalidate() throws {
         rebuilds += 1

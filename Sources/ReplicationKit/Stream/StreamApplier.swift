@@ -31,6 +31,8 @@ public final class StreamApplier: @unchecked Sendable {
     private var connection: SQLiteConnection?
     private var wal: ReplicaWAL?
     private var walIndex: ReplicaWALIndex?
+    /// Runs the PASSIVE checkpoints off this thread (nil before `prepare`).
+    private var checkpointer: FollowerCheckpointer?
     /// The position file, kept open and rewritten in place (its text has a fixed length).
     private var positionFD: FileDescriptor?
     private var pageSize = 0
@@ -41,6 +43,8 @@ public final class StreamApplier: @unchecked Sendable {
     private var nextCheckpointAt = 1000
     /// Publishes made by updating the wal-index in place (the rest made the next reader rebuild it; for tests).
     private(set) var indexPublishes = 0
+    /// PASSIVE checkpoints completed in the background (for tests).
+    var backgroundCheckpoints: Int { checkpointer?.completed.current ?? 0 }
     /// Publishes that marked the wal-index stale for a rebuild (for tests).
     var indexRebuilds: Int { walIndex?.rebuilds ?? 0 }
 
@@ -101,6 +105,7 @@ public final class StreamApplier: @unchecked Sendable {
             self.connection = conn
             self.wal = wal
             self.walIndex = walIndex
+            self.checkpointer = FollowerCheckpointer(path: path, logger: logger)
         } catch {
             conn.close()
             throw error
@@ -206,7 +211,10 @@ public final class StreamApplier: @unchecked Sendable {
         case .apply:
             break
         }
-        if pending == nil { try beginWrite(conn, wal) }
+        if pending == nil {
+            truncateIfBackfilled(conn, wal)
+            try beginWrite(conn, wal)
+        }
         do {
             let length = try appendSegmentFrames(header, compressed: compressed, wal: wal)
             pending = WALPosition(generation: header.generation, index: header.index, offset: header.offset + length)
@@ -228,7 +236,23 @@ public final class StreamApplier: @unchecked Sendable {
             throw error
         }
         logger.debug("wal segments applied", metadata: ["db": "\(path)", "position": "\(end)"])
-        if wal.frameCount >= nextCheckpointAt { tryCheckpoint(conn, wal) }
+        if wal.frameCount >= nextCheckpointAt {
+            if wal.frameCount >= checkpointFrameThreshold * 4 {
+                // The background checkpoints do not catch up (readers keep them from finishing): bound the WAL.
+                tryCheckpoint(conn, wal)
+            } else {
+                checkpointer?.request()
+                nextCheckpointAt = wal.frameCount + checkpointFrameThreshold / 4
+            }
+        }
+    }
+
+    /// Empties the WAL once a background checkpoint copied all of it: SQLite's TRUNCATE checkpoint then has nothing
+    /// to copy or fsync, and only waits briefly for readers. Called before a batch takes the write lock.
+    private func truncateIfBackfilled(_ conn: SQLiteConnection, _ wal: ReplicaWAL) {
+        guard wal.frameCount >= checkpointFrameThreshold, let walIndex, (try? walIndex.isFullyBackfilled()) == true
+        else { return }
+        tryCheckpoint(conn, wal, waitMillis: 5)
     }
 
     /// Discards anything half-written (connection dropped mid-record); the visible database is untouched.
@@ -247,7 +271,10 @@ public final class StreamApplier: @unchecked Sendable {
     /// Closes the connection and files; a later `prepare(pageSize:)` reopens them.
     public func close() {
         abort()
-        // The SQLite connection first: closing our -shm descriptor drops this process's POSIX locks on the file.
+        // The checkpointer's connection first, so ours is the last; then ours before the -shm descriptor: closing
+        // that descriptor drops this process's POSIX locks on the file.
+        checkpointer?.close()
+        checkpointer = nil
         connection?.close()
         connection = nil
         try? wal?.close()
@@ -342,13 +369,13 @@ public final class StreamApplier: @unchecked Sendable {
     }
 
     /// Tries to empty the WAL without waiting for readers; SQLITE_BUSY just means "later".
-    private func tryCheckpoint(_ conn: SQLiteConnection, _ wal: ReplicaWAL) {
+    private func tryCheckpoint(_ conn: SQLiteConnection, _ wal: ReplicaWAL, waitMillis: Int? = nil) {
         do {
             // A TRUNCATE checkpoint waits for the readers of the moment to finish; the wait is short while the WAL
             // is small (the stream must not stall) and grows with the WAL, so an app that reads all the time
             // still lets it shrink: read transactions are short, and new ones read the database file meanwhile.
             let backlog = wal.frameCount / max(checkpointFrameThreshold, 1)
-            let wait = backlog < 2 ? 20 : backlog < 8 ? 100 : Self.busyTimeoutMillis
+            let wait = waitMillis ?? (backlog < 2 ? 20 : backlog < 8 ? 100 : Self.busyTimeoutMillis)
             conn.setBusyTimeout(Int32(wait))
             defer { conn.setBusyTimeout(Int32(Self.busyTimeoutMillis)) }
             let r = try conn.checkpoint(.truncate)

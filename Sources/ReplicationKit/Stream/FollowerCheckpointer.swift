@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+
+/// Copies a live replica's WAL into its database file (a PASSIVE checkpoint, with SQLite's fsyncs of the WAL and
+/// of the file) on a bounded pool, away from the thread that applies records.
+///
+/// Inline, the checkpoint's fsyncs held the follower's next records back: with 64 followers in one process each
+/// checkpoint waited behind the others' writeback, and lag p99 was about 200 ms where it is about 20 ms without
+/// the fsyncs. Here the applier only asks for a checkpoint; once the WAL is fully copied (`ReplicaWALIndex
+/// .isFullyBackfilled`), the applier's own TRUNCATE checkpoint has nothing left to copy or sync and only empties
+/// the file. The database file stays as durable as before: it is fsynced by every checkpoint.
+///
+/// One connection of its own, opened on the pool's thread at the first checkpoint, never used elsewhere.
+final class FollowerCheckpointer: @unchecked Sendable {
+    // @unchecked: `connection` is confined to `lane`; the rest is immutable or locked.
+    private let path: String
+    private let logger: Logger
+    private let lane: SerialLane
+    private var connection: SQLiteConnection?
+    private let inFlight = Locked(false)
+    private let closed = Locked(false)
+    /// Checkpoints completed (for tests).
+    let completed = Locked(0)
+
+    init(path: String, logger: Logger) {
+        self.path = path
+        self.logger = logger
+        lane = SerialLane(label: "launcher.follower.checkpoint", pool: IOPool.shared(kind: "follower-checkpoint"))
+    }
+
+    /// Starts a PASSIVE checkpoint unless one is already running; returns whether one was started.
+    @discardableResult
+    func request() -> Bool {
+        let start = inFlight.withLock { running -> Bool in
+            if running { return false }
+            running = true
+            return true
+        }
+        guard start else { return false }
+        lane.async { [self] in
+            defer { inFlight.withLock { $0 = false } }
+            guard !closed.current else { return }
+            do {
+                let c = try connectionOnLane()
+                let r = try c.checkpoint(.passive)
+                completed.withLock { $0 += 1 }
+                logger.trace("replica checkpoint", metadata: [
+                    "db": "\(path)", "mode": "PASSIVE", "log": "\(r.logFrames)", "checkpointed": "\(r.checkpointedFrames)",
+                ])
+            } catch {
+                logger.warning("replica checkpoint failed", metadata: ["db": "\(path)", "error": "\(error.oneLine)"])
+                connection?.close()
+                connection = nil
+            }
+        }
+        return true
+    }
+
+    /// Waits for a running checkpoint and closes the connection (before the applier closes its own); no
+    /// checkpoint runs after.
+    func close() {
+        closed.withLock { $0 = true }
+        lane.sync {
+            connection?.close()
+            connection = nil
+        }
+    }
+
+    private func connectionOnLane() throws -> SQLiteConnection {
+        if let c = connection { return c }
+        let c = try SQLiteConnection(path: path, busyTimeout: 0)
+        do {
+            // Closing it never deletes the WAL or the -shm the applier and the readers use.
+            try c.setPersistentWAL()
+            // A connection that has not read yet does not know the WAL, and its checkpoint would do nothing.
+            _ = try c.queryInt("PRAGMA schema_version")
+        } catch {
+            c.close()
+            throw error
+        }
+        connection = c
+        return c
+    }
+}
