@@ -10,7 +10,8 @@ import Logging
 /// .isFullyBackfilled`), the applier's own TRUNCATE checkpoint has nothing left to copy or sync and only empties
 /// the file. The database file stays as durable as before: it is fsynced by every checkpoint.
 ///
-/// One connection of its own, opened on the pool's thread at the first checkpoint, never used elsewhere.
+/// One connection of its own, opened on the pool's thread at the first checkpoint, never used elsewhere. If the
+/// checkpoints fall behind, the applier's own inline checkpoint at four times its threshold bounds the WAL.
 final class FollowerCheckpointer: @unchecked Sendable {
     // @unchecked: `connection` is confined to `lane`; the rest is immutable or locked.
     private let path: String
@@ -22,10 +23,14 @@ final class FollowerCheckpointer: @unchecked Sendable {
     /// Checkpoints completed (for tests).
     let completed = Locked(0)
 
+    /// Two checkpoints at a time for all the followers of the process: each is mostly fsync, and many at once
+    /// only make every one of them (and the disk's other users) wait longer.
+    static let pool = IOPool(kind: "follower-checkpoint", size: 2)
+
     init(path: String, logger: Logger) {
         self.path = path
         self.logger = logger
-        lane = SerialLane(label: "launcher.follower.checkpoint", pool: IOPool.shared(kind: "follower-checkpoint"))
+        lane = SerialLane(label: "launcher.follower.checkpoint", pool: Self.pool)
     }
 
     /// Starts a PASSIVE checkpoint unless one is already running; returns whether one was started.
