@@ -158,6 +158,40 @@ extension ReplicationIntegrationTests {
             #expect(H.stop(primary) == 0)
         }
 
+        /// A raw `/stream` with a heartbeat: the snapshot record, then the segments written meanwhile in order and
+        /// without a gap, then heartbeats once the stream is idle (sent from the session's timer on the event loop).
+        @Test func rawStreamSendsSnapshotThenSegmentsInOrderThenHeartbeats() throws {
+            let sb = try H.Sandbox()
+            defer { sb.cleanup() }
+            let db = sb.path("primary.db")
+            try H.runWriter(db, rate: 2000, count: 10)
+            let (primary, url) = try L.startPrimary(sb, db: db, log: "primary.log")
+            let out = sb.path("stream.bin")
+            let curl = try sb.start("/usr/bin/curl", ["-s", "-N", "-m", "4", "-o", out,
+                                                      url + "/stream?path=\(db)&heartbeat=1"], log: "curl.log")
+            // Writes while the stream is open: each commit's segment follows the previous one.
+            try H.runWriter(db, rate: 200, count: 40)
+            #expect(curl.wait(timeout: 30) != nil, "curl ends at its -m limit")
+            let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data())
+            func be(_ at: Int, _ n: Int) -> UInt64 { bytes[at..<at + n].reduce(0) { $0 << 8 | UInt64($1) } }
+            var kinds: [UInt64] = []
+            var segments: [(index: UInt64, offset: UInt64)] = []
+            var at = 0
+            while at + 40 <= bytes.count {
+                let kind = be(at, 4), size = be(at + 32, 8)
+                kinds.append(kind)
+                if kind == 2 { segments.append((be(at + 16, 8), be(at + 24, 8))) }
+                at += 40 + Int(size)
+            }
+            #expect(kinds.first == 1, "the stream starts with the snapshot record: \(kinds)")
+            #expect(segments.count >= 1, "segments written after the snapshot are streamed: \(kinds)")
+            #expect(zip(segments, segments.dropFirst()).allSatisfy { a, b in (a.index, a.offset) < (b.index, b.offset) },
+                    "segments in order: \(segments)")
+            #expect(kinds.filter { $0 == 3 }.count >= 1, "an idle stream gets heartbeats: \(kinds)")
+            #expect(at == bytes.count, "records are whole: \(at) of \(bytes.count)")
+            #expect(H.stop(primary) == 0)
+        }
+
         @Test func startupErrorsNameTheProblem() throws {
             let sb = try H.Sandbox()
             defer { sb.cleanup() }
