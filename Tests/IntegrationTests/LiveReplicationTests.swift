@@ -85,7 +85,8 @@ extension ReplicationIntegrationTests {
             try H.runWriter(db, rate: 2000, count: 20)
             let problem2 = L.converge(local, to: db)
             #expect(problem2 == nil, "\(problem2 ?? "")\n\(H.tail(follower.output))")
-            #expect(L.count("snapshot applied", in: follower) == 2, "\(H.tail(follower.output))")
+            // The follower logs the snapshot just after making it visible: poll for the line.
+            #expect(poll(timeout: 10) { L.count("snapshot applied", in: follower) == 2 }, "\(H.tail(follower.output))")
             #expect(try sqlite(local, "PRAGMA integrity_check;") == "ok")
             #expect(H.stop(follower) == 0)
             #expect(H.stop(primary) == 0)

@@ -93,6 +93,46 @@ import Testing
         #expect(try !f.kept(0, 1032), "a consumer that left needs nothing")
     }
 
+    @Test func recentSegmentsAfterAnAnchorAreASmallCopy() throws {
+        let f = try Fixture()
+        try f.write(index: 0, offset: 0, count: 32)
+        try f.write(index: 0, offset: 32)
+        try f.write(index: 0, offset: 1032)
+        let after = f.log.recentSegments(generation: f.g, after: (0, 0), including: false, limit: 64)
+        #expect(after?.map(\.offset) == [32, 1032])
+        #expect(f.log.recentSegments(generation: f.g, after: (0, 0), including: true, limit: 64)?.map(\.offset) == [0, 32, 1032])
+        #expect(f.log.recentSegments(generation: f.g, after: (0, 0), including: true, limit: 1)?.map(\.offset) == [0])
+        #expect(f.log.recentSegments(generation: f.g, after: (0, 1032), including: false, limit: 64) == [])
+        #expect(f.log.recentSegments(generation: f.g, after: (0, 500), including: false, limit: 64) == nil, "not a boundary")
+        #expect(f.log.recentSegments(generation: Generation(name: "0000000000000001")!, after: (0, 0), including: true,
+                                     limit: 64) == nil)
+    }
+
+    /// Releases look only past what an earlier release or the trimming of old entries already emptied, and stay
+    /// exact across that trimming.
+    @Test func releasesStayExactAcrossTrimming() throws {
+        let f = try Fixture()
+        let a = Consumer()
+        f.log.subscribe(a, retainsShadow: false)
+        let total = ShadowLog.recentLimit + 10
+        for i in 0..<total {
+            f.log.append(ShadowSegment(index: 0, offset: UInt64(i) * 100, path: "/nonexistent/\(i)", compressed: [1, 2, 3]),
+                         generation: f.g)
+            if i == 500 { f.log.report(a, holds: f.pos(0, 400 * 100)) }
+        }
+        var recent = f.log.recentSegments(generation: f.g)
+        // Trimmed once, at recentLimit + 1 entries, down to recentKeep; 9 appended since.
+        #expect(recent.count == ShadowLog.recentKeep + 9)
+        #expect(recent.allSatisfy { ($0.compressed == nil) == ($0.offset < 400 * 100) },
+                "released before the trim: exactly the entries before the position held")
+        let holdAt = recent[recent.count - 5].offset
+        f.log.report(a, holds: f.pos(0, holdAt))
+        recent = f.log.recentSegments(generation: f.g)
+        #expect(recent.filter { $0.compressed != nil }.map(\.offset) == recent.suffix(5).map(\.offset))
+        f.log.report(a, holds: f.pos(0, UInt64(total) * 100))
+        #expect(f.log.recentSegments(generation: f.g).allSatisfy { $0.compressed == nil })
+    }
+
     @Test func heldIndexesCountOnlyShadowRetainingConsumers() throws {
         let f = try Fixture()
         let replica = Consumer(), stream = Consumer()

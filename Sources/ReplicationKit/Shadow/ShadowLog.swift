@@ -34,6 +34,8 @@ public final class ShadowLog: Sendable {
         var generation: Generation?
         /// The segments this process wrote most recently, in order and without gaps, of `generation`.
         var recent: [ShadowSegment] = []
+        /// Entries of `recent` before this one hold no bytes any more (a release need not look at them again).
+        var keptFrom = 0
         var consumers: [ObjectIdentifier: Consumer] = [:]
 
         /// Forgets in-memory bytes of segments that every consumer holds a position past (consumers that do not
@@ -46,10 +48,12 @@ public final class ShadowLog: Sendable {
                 if oldest == nil || p.index < oldest!.index || (p.index == oldest!.index && p.offset < oldest!.offset) { oldest = p }
             }
             guard let keep = oldest else { return }
-            for i in recent.indices where recent[i].compressed != nil {
-                let s = recent[i]
-                if s.index < keep.index || (s.index == keep.index && s.offset < keep.offset) { recent[i].compressed = nil }
+            var i = keptFrom
+            while i < recent.count, recent[i].index < keep.index || (recent[i].index == keep.index && recent[i].offset < keep.offset) {
+                if recent[i].compressed != nil { recent[i].compressed = nil }
+                i += 1
             }
+            keptFrom = i
         }
     }
 
@@ -64,9 +68,13 @@ public final class ShadowLog: Sendable {
     /// every consumer holds a position past it, within `keptBytesLimit` for all segments together.
     func append(_ s: ShadowSegment, generation g: Generation) {
         state.withLock { st in
-            if st.generation != g { (st.generation, st.recent) = (g, []) }
+            if st.generation != g { (st.generation, st.recent, st.keptFrom) = (g, [], 0) }
             st.recent.append(s)
-            if st.recent.count > Self.recentLimit { st.recent.removeFirst(st.recent.count - Self.recentKeep) }
+            if st.recent.count > Self.recentLimit {
+                let dropped = st.recent.count - Self.recentKeep
+                st.recent.removeFirst(dropped)
+                st.keptFrom = max(0, st.keptFrom - dropped)
+            }
             var kept = 0
             for i in st.recent.indices.reversed() {
                 guard let c = st.recent[i].compressed else { continue }
@@ -123,6 +131,19 @@ public final class ShadowLog: Sendable {
     /// stream sessions find their next segment here instead of listing directories.
     public func recentSegments(generation g: Generation) -> [ShadowSegment] {
         state.withLock { $0.generation == g ? $0.recent : [] }
+    }
+
+    /// The recent segments that follow `anchor` (or start at it, with `including`), at most `limit` of them; nil when
+    /// `anchor` is not among the recent segments of generation `g`. A small copy: a caller holding on to the whole
+    /// list would make every release of bytes copy it.
+    public func recentSegments(generation g: Generation, after anchor: (index: UInt32, offset: UInt64), including: Bool,
+                               limit: Int) -> [ShadowSegment]? {
+        state.withLock { st in
+            guard st.generation == g,
+                  let i = st.recent.lastIndex(where: { $0.index == anchor.index && $0.offset == anchor.offset }) else { return nil }
+            let from = including ? i : i + 1
+            return Array(st.recent[from..<min(st.recent.count, from + limit)])
+        }
     }
 
     /// Shadow segments of generation `g` from index `fromIndex` on, grouped by index in ascending order, each with

@@ -66,6 +66,8 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     }
 
     private static let chunkSize = 256 * 1024
+    /// Segments queued at a time.
+    private static let batch = 64
 
     init(db: Database, channel: any Channel, request: StreamRequest, cache: StreamSnapshotCache, logger: Logger) {
         self.db = db
@@ -183,7 +185,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         if !already { loop.execute { self.wakePending.withLock { $0 = false }; self.pump() } }
     }
 
-    /// On the loop: queues every segment not sent yet (at most 64 at a time), from the shadow log's memory when
+    /// On the loop: queues every segment not sent yet (at most `batch` at a time), from the shadow log's memory when
     /// the last one sent (or the start) is among its recent segments, which costs no system call; else from a
     /// listing of the shadow WAL made on the lane.
     private func pump() {
@@ -194,9 +196,8 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             return
         }
         let anchor = lastSent ?? startAt
-        let recent = log.recentSegments(generation: g)
-        if let i = recent.lastIndex(where: { $0.index == anchor.index && $0.offset == anchor.offset }) {
-            return enqueue(recent[(lastSent == nil ? i : i + 1)...], generation: g)
+        if let next = log.recentSegments(generation: g, after: anchor, including: lastSent == nil, limit: Self.batch) {
+            return enqueue(next[...], generation: g)
         }
         reading = true
         lane.async { [self] in
@@ -229,7 +230,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         var queued = 0
         var prev = lastSent
         for seg in candidates {
-            if queued >= 64 { break }
+            if queued >= Self.batch { break }
             if let p = prev {
                 if seg.index < p.index || (seg.index == p.index && seg.offset <= p.offset) { continue }
                 // Segments of one index are contiguous; a new index must follow directly and start at 0.
