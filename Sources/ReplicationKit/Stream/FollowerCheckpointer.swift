@@ -33,15 +33,16 @@ final class FollowerCheckpointer: @unchecked Sendable {
         lane = SerialLane(label: "launcher.follower.checkpoint", pool: Self.pool)
     }
 
-    /// Starts a PASSIVE checkpoint unless one is already running; returns whether one was started.
+    /// Starts a PASSIVE checkpoint unless one is already running; returns the number completed before it, or nil
+    /// when none was started (a run counts itself before it lets the next one start).
     @discardableResult
-    func request() -> Bool {
-        let start = inFlight.withLock { running -> Bool in
-            if running { return false }
+    func request() -> Int? {
+        let before = inFlight.withLock { running -> Int? in
+            if running { return nil }
             running = true
-            return true
+            return completed.current
         }
-        guard start else { return false }
+        guard let before else { return nil }
         lane.async { [self] in
             defer { inFlight.withLock { $0 = false } }
             guard !closed.current else { return }
@@ -58,7 +59,7 @@ final class FollowerCheckpointer: @unchecked Sendable {
                 connection = nil
             }
         }
-        return true
+        return before
     }
 
     /// Waits for a running checkpoint and closes the connection (before the applier closes its own); no
@@ -73,16 +74,9 @@ final class FollowerCheckpointer: @unchecked Sendable {
 
     private func connectionOnLane() throws -> SQLiteConnection {
         if let c = connection { return c }
-        let c = try SQLiteConnection(path: path, busyTimeout: 0)
-        do {
-            // Closing it never deletes the WAL or the -shm the applier and the readers use.
-            try c.setPersistentWAL()
-            // A connection that has not read yet does not know the WAL, and its checkpoint would do nothing.
-            _ = try c.queryInt("PRAGMA schema_version")
-        } catch {
-            c.close()
-            throw error
-        }
+        // Persistent WAL and no checkpoint on close: closing it never deletes or rewrites the WAL and -shm the
+        // applier and the readers use; it has read once, so its checkpoint knows the WAL.
+        let c = try Database.openOwnConnection(path: path, busyTimeout: 0)
         connection = c
         return c
     }

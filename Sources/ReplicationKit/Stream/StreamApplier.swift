@@ -24,7 +24,8 @@ public final class StreamApplier: @unchecked Sendable {
     ///
     /// SQLite's own auto-checkpoint size: 4 MiB at 4 KiB pages, a checkpoint every few seconds at 100 small
     /// transactions a second. (It was 256 while every apply made readers re-read the whole WAL.)
-    var checkpointFrameThreshold = 1000
+    var checkpointFrameThreshold = StreamApplier.defaultCheckpointFrameThreshold
+    static let defaultCheckpointFrameThreshold = 1000
     /// Busy timeout of the applier's connection, in milliseconds (INTERFACES §3.8).
     static let busyTimeoutMillis = 1000
 
@@ -40,11 +41,13 @@ public final class StreamApplier: @unchecked Sendable {
     /// End of the segments appended but not yet published (a batch, see `applySegment(_:compressed:publish:)`).
     private var pending: WALPosition?
     private var snapshot: StreamSnapshotProgress?
-    private var nextCheckpointAt = 1000
+    private var nextCheckpointAt = StreamApplier.defaultCheckpointFrameThreshold
     /// Publishes made by updating the wal-index in place (the rest made the next reader rebuild it; for tests).
     private(set) var indexPublishes = 0
     /// PASSIVE checkpoints completed in the background (for tests).
     var backgroundCheckpoints: Int { checkpointer?.completed.current ?? 0 }
+    /// Starts a background checkpoint now unless one is running: the number completed before it, or nil (for tests).
+    func requestBackgroundCheckpoint() -> Int? { checkpointer?.request() }
     /// Publishes that marked the wal-index stale for a rebuild (for tests).
     var indexRebuilds: Int { walIndex?.rebuilds ?? 0 }
 
