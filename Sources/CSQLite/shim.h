@@ -42,7 +42,8 @@ static inline int rk_sqlite_db_config_int(sqlite3 *_Nonnull db, int op, int valu
    a third of a restore's CPU. Opened through "rk-readahead", the main database file is read in 64 KiB windows
    kept in a small LRU (16 windows, 1 MiB per connection), so the same pass makes about 12 times fewer calls;
    every other file, and every read that is not inside the known file size, goes straight to the default VFS.
-   Writes and truncations drop the windows. Memory stays bounded (no memory map: its pages would count in RSS). */
+   Writes, truncations, dropping the last file lock and every wal-index lock (a transaction's start and end in WAL
+   mode) drop the windows, so they never outlive the transaction that read them. Memory stays bounded (no memory map: its pages would count in RSS). */
 #include <string.h>
 #define RK_RA_WINDOW (64 * 1024)
 #define RK_RA_SLOTS 16
@@ -134,6 +135,9 @@ static int rk_ra_shm_map(sqlite3_file *_Nonnull f, int region, int size, int ext
     return RK_RA_REAL(f)->pMethods->xShmMap(RK_RA_REAL(f), region, size, extend, pp);
 }
 static int rk_ra_shm_lock(sqlite3_file *_Nonnull f, int offset, int n, int flags) {
+    /* In WAL mode the file lock is kept across transactions, and another connection's checkpoint may rewrite
+       pages between them: a transaction starts and ends with wal-index locks, so the windows live within one. */
+    rk_ra_drop((rk_ra_file *)f);
     return RK_RA_REAL(f)->pMethods->xShmLock(RK_RA_REAL(f), offset, n, flags);
 }
 static void rk_ra_shm_barrier(sqlite3_file *_Nonnull f) { RK_RA_REAL(f)->pMethods->xShmBarrier(RK_RA_REAL(f)); }
