@@ -30,80 +30,79 @@ struct ReadAheadVFSTests {
         return (dir, path)
     }
 
+    /// Runs `body` with a fresh database and a connection to it through the read-ahead VFS (small page cache,
+    /// after `pragmas`); removes the database afterwards.
+    static func withReader(_ pragmas: String, _ body: (_ path: String, _ ahead: SQLiteConnection) throws -> Void) throws {
+        let (dir, path) = try makeDatabase()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ahead = try SQLiteConnection(path: path, vfs: try #require(SQLiteConnection.readAheadVFS))
+        defer { ahead.close() }
+        try ahead.exec(pragmas + " PRAGMA cache_size = -64;")
+        try body(path, ahead)
+    }
+
     static func summary(_ c: SQLiteConnection) throws -> [[String?]] {
         try c.queryRows("SELECT count(*), sum(length(v)), sum(unicode(substr(k, 1)) * id), max(k) FROM t")
     }
 
     @Test func answersAsTheDefaultVFSAndQuickChecksOK() throws {
-        let (dir, path) = try Self.makeDatabase()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let vfs = try #require(SQLiteConnection.readAheadVFS)
-        let size = try #require(try FileSystem.info(path)?.size)
-        #expect(size > 32 * 65536 && size % 65536 != 0, "size \(size)")
-        let plain = try SQLiteConnection(path: path)
-        defer { plain.close() }
-        let ahead = try SQLiteConnection(path: path, vfs: vfs)
-        defer { ahead.close() }
-        try ahead.exec("PRAGMA mmap_size = 0; PRAGMA cache_size = -64;")
-        #expect(try Self.summary(ahead) == Self.summary(plain))
-        #expect(try ahead.queryRows("PRAGMA quick_check") == [["ok"]])
-        #expect(try ahead.queryRows("SELECT v FROM t WHERE k = 'tail'") == [["x"]])
+        try Self.withReader("PRAGMA mmap_size = 0;") { path, ahead in
+            let size = try #require(try FileSystem.info(path)?.size)
+            #expect(size > 32 * 65536 && size % 65536 != 0, "size \(size)")
+            let plain = try SQLiteConnection(path: path)
+            defer { plain.close() }
+            #expect(try Self.summary(ahead) == Self.summary(plain))
+            #expect(try ahead.queryRows("PRAGMA quick_check") == [["ok"]])
+            #expect(try ahead.queryRows("SELECT v FROM t WHERE k = 'tail'") == [["x"]])
+        }
     }
 
     @Test func corruptionPastTheCachedWindowsIsFound() throws {
-        let (dir, path) = try Self.makeDatabase()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        // A b-tree page near the end of the file (beyond 16 windows of 64 KiB) gets an invalid page type.
-        let size = try #require(try FileSystem.info(path)?.size)
-        let page = Int(size / 4096) - 3
-        let fd = try FileDescriptor.open(path, flags: O_RDWR)
-        defer { try? fd.close() }
-        let type = try fd.pread(count: 1, at: UInt64(page * 4096))
-        #expect([2, 5, 10, 13].contains(type.first ?? 0), "page \(page + 1) type \(type)")
-        try [UInt8(0x07)].withUnsafeBytes { try fd.pwriteAll($0, at: UInt64(page * 4096)) }
-        let ahead = try SQLiteConnection(path: path, vfs: SQLiteConnection.readAheadVFS)
-        defer { ahead.close() }
-        try ahead.exec("PRAGMA mmap_size = 0; PRAGMA cache_size = -64;")
-        // Found either as rows naming the damage or as SQLITE_CORRUPT, as with the default VFS.
-        do {
-            let rows = try ahead.queryRows("PRAGMA quick_check")
-            #expect(rows != [["ok"]] && !rows.isEmpty, "\(rows)")
-        } catch let e as ReplicationError {
-            #expect(e.message.contains("malformed"), "\(e.message)")
+        try Self.withReader("PRAGMA mmap_size = 0;") { path, ahead in
+            // A b-tree page near the end of the file (beyond 16 windows of 64 KiB) gets an invalid page type
+            // (nothing has been read through the connection yet).
+            let size = try #require(try FileSystem.info(path)?.size)
+            let page = Int(size / 4096) - 3
+            let fd = try FileDescriptor.open(path, flags: O_RDWR)
+            defer { try? fd.close() }
+            let type = try fd.pread(count: 1, at: UInt64(page * 4096))
+            #expect([2, 5, 10, 13].contains(type.first ?? 0), "page \(page + 1) type \(type)")
+            try [UInt8(0x07)].withUnsafeBytes { try fd.pwriteAll($0, at: UInt64(page * 4096)) }
+            // Found either as rows naming the damage or as SQLITE_CORRUPT, as with the default VFS.
+            do {
+                let rows = try ahead.queryRows("PRAGMA quick_check")
+                #expect(rows != [["ok"]] && !rows.isEmpty, "\(rows)")
+            } catch let e as ReplicationError {
+                #expect(e.message.contains("malformed"), "\(e.message)")
+            }
         }
     }
 
     @Test func walModeReadsSeeAnotherConnectionsCheckpoint() throws {
-        let (dir, path) = try Self.makeDatabase()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
         // The reader keeps its file lock between transactions in WAL mode; a checkpoint elsewhere rewrites pages.
-        let ahead = try SQLiteConnection(path: path, vfs: SQLiteConnection.readAheadVFS)
-        defer { ahead.close() }
-        try ahead.exec("PRAGMA cache_size = -64;")
-        #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 9") != [["moved"]])
-        let other = try SQLiteConnection(path: path)
-        defer { other.close() }
-        try other.exec("UPDATE t SET v = 'moved' WHERE id = 9; UPDATE t SET v = 'too' WHERE id = 19000;")
-        _ = try other.queryRows("PRAGMA wal_checkpoint(TRUNCATE)")
-        #expect(try ahead.queryRows("SELECT v FROM t WHERE id IN (9, 19000) ORDER BY id") == [["moved"], ["too"]])
-        #expect(try ahead.queryRows("PRAGMA quick_check") == [["ok"]])
+        try Self.withReader("") { path, ahead in
+            #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 9") != [["moved"]])
+            let other = try SQLiteConnection(path: path)
+            defer { other.close() }
+            try other.exec("UPDATE t SET v = 'moved' WHERE id = 9; UPDATE t SET v = 'too' WHERE id = 19000;")
+            _ = try other.queryRows("PRAGMA wal_checkpoint(TRUNCATE)")
+            #expect(try ahead.queryRows("SELECT v FROM t WHERE id IN (9, 19000) ORDER BY id") == [["moved"], ["too"]])
+            #expect(try ahead.queryRows("PRAGMA quick_check") == [["ok"]])
+        }
     }
 
     @Test func writesAreSeenByLaterReads() throws {
-        let (dir, path) = try Self.makeDatabase()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let ahead = try SQLiteConnection(path: path, vfs: SQLiteConnection.readAheadVFS)
-        defer { ahead.close() }
-        try ahead.exec("PRAGMA journal_mode=DELETE; PRAGMA cache_size = -64;")
-        #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 7") != [["changed"]])
-        // Through this connection (its own writes), then through another one while this one holds no lock.
-        try ahead.exec("UPDATE t SET v = 'changed' WHERE id = 7")
-        #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 7") == [["changed"]])
-        let other = try SQLiteConnection(path: path)
-        try other.exec("UPDATE t SET v = 'again' WHERE id = 7; DELETE FROM t WHERE id > 15000;")
-        other.close()
-        #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 7") == [["again"]])
-        #expect(try ahead.queryInt("SELECT count(*) FROM t") == 15000)
-        #expect(try ahead.queryRows("PRAGMA quick_check") == [["ok"]])
+        try Self.withReader("PRAGMA journal_mode=DELETE;") { path, ahead in
+            #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 7") != [["changed"]])
+            // Through this connection (its own writes), then through another one while this one holds no lock.
+            try ahead.exec("UPDATE t SET v = 'changed' WHERE id = 7")
+            #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 7") == [["changed"]])
+            let other = try SQLiteConnection(path: path)
+            try other.exec("UPDATE t SET v = 'again' WHERE id = 7; DELETE FROM t WHERE id > 15000;")
+            other.close()
+            #expect(try ahead.queryRows("SELECT v FROM t WHERE id = 7") == [["again"]])
+            #expect(try ahead.queryInt("SELECT count(*) FROM t") == 15000)
+            #expect(try ahead.queryRows("PRAGMA quick_check") == [["ok"]])
+        }
     }
 }
