@@ -35,6 +35,20 @@ struct S3IntegrationTests {
         // The default path of a plain S3 client.
         let ranged = try #require(try c.openSnapshotRanged(info))
         #expect(try Self.bytes(of: ranged) == data)
+        // Reads smaller and larger than the reader's wake-up step (the reader sleeps on a range that is still
+        // arriving and is woken once what it asked for, or the end of the range, is there): the same bytes.
+        for chunk in [1000, 3 << 20] {
+            let source = S3RangedSource(client: c, key: key, size: info.size, rangeSize: 1 << 20, connections: 2)
+            defer { source.close() }
+            var got: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: chunk)
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try source.read(into: $0) }
+                if n == 0 { break }
+                got += buffer[0..<n]
+            }
+            #expect(got == data, "reads of \(chunk) bytes")
+        }
         // A listed size larger than the object: the last range comes up short, and the error says so.
         do {
             _ = try Self.bytes(of: S3RangedSource(client: c, key: key, size: info.size + 10, rangeSize: 1 << 20, connections: 3))

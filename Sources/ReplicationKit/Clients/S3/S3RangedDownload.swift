@@ -73,7 +73,9 @@ final class S3RangeReceiver: HTTPStreamReceiver, @unchecked Sendable {
 /// range while it arrives.
 ///
 /// At most `connections` ranges are in memory (being fetched, or being read). The error of a range is delivered
-/// when the reader reaches it. `close()` stops and joins the fetchers.
+/// when the reader reaches it. `close()` stops and joins the fetchers. A fetcher wakes the reader only when it
+/// sleeps on the range that fetcher fills and what it asked for (up to `wakeStep`) has arrived; progress on ranges
+/// further ahead is seen when the reader gets there.
 final class S3RangedSource: ByteSource, @unchecked Sendable {
     private struct Slot {
         var buffer: UnsafeMutableRawBufferPointer
@@ -97,6 +99,12 @@ final class S3RangedSource: ByteSource, @unchecked Sendable {
     private var nextRead = 0
     private var position = 0
     private var failure: ReplicationError?
+    /// The reader sleeps until the range it reads (`nextRead`) holds `wakeAt` bytes or ends: only then does a
+    /// fetcher wake it.
+    private var readerWaiting = false
+    private var wakeAt = 1
+    /// The most a sleeping reader waits for before it is woken (it asked for fewer bytes, or the range ends, sooner).
+    static let wakeStep = 1 << 20
 
     init(client: S3ReplicaClient, key: String, size: UInt64, rangeSize: Int, connections: Int) {
         self.client = client
@@ -127,7 +135,7 @@ final class S3RangedSource: ByteSource, @unchecked Sendable {
                 throw ReplicationError(.cancelled, "s3: GET \(client.s3.bucket)/\(key): download cancelled")
             }
             guard nextRead < rangeCount, buffer.count > 0 else { cond.unlock(); return 0 }
-            guard let slot = slots[nextRead] else { cond.wait(); continue }
+            guard let slot = slots[nextRead] else { waitAsReader(until: 1); continue }
             if position < slot.available {
                 // Bytes below `available` are never written again: copy them without the lock.
                 let n = min(buffer.count, slot.available - position)
@@ -139,7 +147,7 @@ final class S3RangedSource: ByteSource, @unchecked Sendable {
             }
             switch slot.result {
             case nil:
-                cond.wait()
+                waitAsReader(until: position + min(buffer.count, Self.wakeStep))
             case .failure(let e)?:
                 failure = e
                 cancelled = true
@@ -166,6 +174,14 @@ final class S3RangedSource: ByteSource, @unchecked Sendable {
         for slot in slots.values { slot.buffer.deallocate() }
         slots.removeAll()
         cond.unlock()
+    }
+
+    /// Waits (lock held) until range `nextRead` holds `available` bytes, or it ends, or anything else changes.
+    private func waitAsReader(until available: Int) {
+        wakeAt = available
+        readerWaiting = true
+        cond.wait()
+        readerWaiting = false
     }
 
     private var isCancelled: Bool {
@@ -227,7 +243,10 @@ final class S3RangedSource: ByteSource, @unchecked Sendable {
     private func publish(_ k: Int, _ available: Int) {
         cond.lock()
         slots[k]?.available = available
-        cond.broadcast()
+        // Fetchers only wait for a free buffer, never for each other's progress: wake nobody unless the reader
+        // sleeps on this very range and what it waits for is there (a wake-up per curl write callback cost more
+        // CPU than the copies). The end of a range always wakes it (`fetchLoop`).
+        if k == nextRead && readerWaiting && available >= wakeAt { cond.broadcast() }
         cond.unlock()
     }
 }
