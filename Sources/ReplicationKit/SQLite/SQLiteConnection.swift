@@ -59,10 +59,6 @@ public final class SQLiteConnection {
         sqlite3_extended_result_codes(db, 1)
     }
 
-    /// Waits up to `millis` for a lock before SQLITE_BUSY (0: fail at once), retrying every 100 µs at first.
-    ///
-    /// SQLite's own `busy_timeout` sleeps in growing steps (1, 2, 5, 10 … 100 ms), so a lock held for a
-    /// couple of milliseconds could cost a hundred; the live replica's apply path cannot afford that.
     /// The name of the read-ahead VFS (`rk_sqlite_register_readahead_vfs` in CSQLite's shim: the main database
     /// read in 64 KiB windows, 1 MiB per connection), registered on first use; nil when registering failed.
     /// For one read-only pass over a whole database, such as `PRAGMA quick_check`.
@@ -74,6 +70,10 @@ public final class SQLiteConnection {
     /// Process-wide SQLite settings, applied once before the first connection (see `rk_sqlite_no_initial_page_cache`).
     private static let processSetup: Void = { _ = rk_sqlite_no_initial_page_cache() }()
 
+    /// Waits up to `millis` for a lock before SQLITE_BUSY (0: fail at once), retrying every 100 µs at first.
+    ///
+    /// SQLite's own `busy_timeout` sleeps in growing steps (1, 2, 5, 10 … 100 ms), so a lock held for a
+    /// couple of milliseconds could cost a hundred; the live replica's apply path cannot afford that.
     public func setBusyTimeout(_ millis: Int32) {
         busyTimeoutMillis = millis
         if let h = handle { rk_sqlite_set_busy_timeout(h, millis) }
