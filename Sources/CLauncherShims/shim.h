@@ -8,16 +8,18 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
-/// Tunes glibc malloc: keep large blocks on the heap (no mmap/munmap per 4 MiB liblz4 buffer), and at most two
-/// arenas unless the environment sets their number (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`).
-/// glibc's default is eight per core, and each thread of the start-up burst that took an arena of its own left
-/// about 2 MB resident in it; our threads mostly wait on I/O, and the per-thread cache serves small blocks.
+/// Tunes glibc malloc: keep large blocks on the heap (no mmap/munmap per 4 MiB liblz4 buffer).
 static inline void launcher_tune_malloc(void) {
     mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+}
+
+/// Caps glibc's malloc arenas at `n` unless the environment sets their number (`MALLOC_ARENA_MAX`, or `arena_max`
+/// in `GLIBC_TUNABLES`). Takes effect for arenas created afterwards: call it before the threads start.
+static inline void launcher_cap_malloc_arenas(int n) {
     const char *tunables = getenv("GLIBC_TUNABLES");
     if (getenv("MALLOC_ARENA_MAX") == NULL && (tunables == NULL || strstr(tunables, "arena_max") == NULL)) {
-        mallopt(M_ARENA_MAX, 2);
+        mallopt(M_ARENA_MAX, n);
     }
 }
 

@@ -24,8 +24,7 @@ struct Launcher {
         if ReplicateCommand.handles(args) { SupervisorSignals.blockForSupervision() }
         LoggingSystem.bootstrap { label in StdoutLogHandler(label: label) }
         // liblz4 allocates block-sized (4 MiB) buffers for every frame it decodes; serve them from the heap and
-        // keep freed memory, instead of an mmap/munmap pair and fresh page faults for every shadow segment. At most
-        // two malloc arenas (README "Memory of idle databases").
+        // keep freed memory, instead of an mmap/munmap pair and fresh page faults for every shadow segment.
         launcher_tune_malloc()
         let code = run(args)
         exit(code)
