@@ -1,6 +1,8 @@
 #ifndef LAUNCHER_SHIMS_H
 #define LAUNCHER_SHIMS_H
 #include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -10,6 +12,15 @@
 static inline void launcher_tune_malloc(void) {
     mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+}
+
+/// Caps glibc's malloc arenas at `n` unless the environment sets their number (`MALLOC_ARENA_MAX`, or `arena_max`
+/// in `GLIBC_TUNABLES`). Takes effect for arenas created afterwards: call it before the threads start.
+static inline void launcher_cap_malloc_arenas(int n) {
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (getenv("MALLOC_ARENA_MAX") == NULL && (tunables == NULL || strstr(tunables, "arena_max") == NULL)) {
+        mallopt(M_ARENA_MAX, n);
+    }
 }
 
 // ---- Supervision (Sources/Launcher/Supervision): macros and variadics Swift cannot import. ----

@@ -13,7 +13,7 @@ private struct Scenario {
         let h = try WALHeader(bytes: wal)
         let scan = try WALFixture.scan(wal)
         cursor = ShadowCursor(position: WALPosition(generation: Generation(value: 42), index: index, offset: UInt64(wal.count)),
-                              header: h, checksum: scan.checksum, lastFrame: scan.lastCommitFrame)
+                              header: h, checksum: scan.checksum, lastFrame: scan.lastCommitFrame.map(WALFrameFingerprint.init))
     }
 
     /// A cursor that holds only the header of this lifetime.
@@ -35,7 +35,7 @@ private struct Scenario {
         case .some(let x): f = x
         }
         return ContinuityCheck.Observation(walSize: UInt64(size ?? wal.count), headerBytes: header ?? Array(wal[0..<32]),
-                                           frameBeforeCursor: f)
+                                           frameBeforeCursor: f.map(WALFrameFingerprint.init))
     }
 
     /// A restarted header (checkpoint sequence + 1) with the given salt-1.
@@ -106,9 +106,9 @@ struct ContinuityTests {
         let wh = try WALHeader(bytes: wrap)
         let scan = try WALFixture.scan(wrap)
         let c = ShadowCursor(position: WALPosition(generation: Generation(value: 1), index: 0, offset: UInt64(wrap.count)),
-                             header: wh, checksum: scan.checksum, lastFrame: scan.lastCommitFrame)
+                             header: wh, checksum: scan.checksum, lastFrame: scan.lastCommitFrame.map(WALFrameFingerprint.init))
         let o = ContinuityCheck.Observation(walSize: UInt64(wrap.count), headerBytes: s.restartedHeader(salt1: 0),
-                                            frameBeforeCursor: scan.lastCommitFrame)
+                                            frameBeforeCursor: scan.lastCommitFrame.map(WALFrameFingerprint.init))
         #expect(judge(c, o) == .continueAfterRestart)
     }
 

@@ -163,7 +163,7 @@ struct ShadowWALTests {
         #expect(c.header.bigEndianChecksums == bigEndian)
         let sumAt = wal.count - fs + 16
         #expect(c.checksum == WALChecksum(bigEndian: bigEndian, s0: WALFixture.u32be(wal, sumAt), s1: WALFixture.u32be(wal, sumAt + 4)))
-        #expect(c.lastFrame == Array(wal[(wal.count - fs)...]))
+        #expect(c.lastFrame == WALFrameFingerprint(Array(wal[(wal.count - fs)...])))
     }
 
     @Test func recoverCursorFromRealWAL() throws {
@@ -182,7 +182,7 @@ struct ShadowWALTests {
         #expect(c.position.index == 0)
         #expect(c.header == h)
         #expect(c.checksum == scan.checksum)
-        #expect(c.lastFrame == scan.lastCommitFrame)
+        #expect(c.lastFrame == scan.lastCommitFrame.map(WALFrameFingerprint.init))
     }
 
     @Test func recoverHeaderOnlyAndEmpty() throws {

@@ -1,3 +1,4 @@
+import CLauncherShims
 import Foundation
 import Logging
 import ReplicationKit
@@ -6,6 +7,9 @@ import LauncherSupport
 /// `launcher replicate [flags] [DB_PATH REPLICA_URL...] [-- PROGRAM ARGS...]`: replicate, optionally as the
 /// supervisor of an app (`-exec`, `exec:` or the argv after `--`), and end with a final sync.
 enum ReplicateCommand {
+    /// More databases than this in one process cap glibc's malloc arenas at two (`launcher_cap_malloc_arenas`).
+    static let manyDatabases = 8
+
     static let usage = """
     The replicate command starts a server to monitor & replicate databases.
     You can specify your database & replicas in a configuration file or you can
@@ -134,6 +138,10 @@ enum ReplicateCommand {
         // any restore.
         let replicator = try Replicator(config: config, logger: logger)
         OpenFileLimit.ensure(databases: config.dbs.count, logger: logger)
+        // Many databases start in a burst, and every thread of it that took a malloc arena of its own (glibc: eight
+        // per core) left megabytes resident there; a few databases are better off with the default, where each
+        // thread reuses its own large buffers (README "Heap after the start-up burst"). No thread exists yet.
+        if config.dbs.count > manyDatabases { launcher_cap_malloc_arenas(2) }
         let health = LauncherHealth(replicator: replicator, supervisesChild: command != nil)
         // Listening before any restore, so health checks get a 503 (not a refused connection) while it runs.
         var server: HTTPServer?

@@ -55,7 +55,11 @@ public struct Configuration: Sendable {
         let w = YAMLWalker(source: sourceName)
         let root: Node?
         do {
-            let parser = try Parser(yaml: text)
+            // `YAMLScalar` resolves plain scalars itself (yaml.v2's rules); the parser's resolver only tags mapping
+            // keys, and only the merge key `<<` matters there. Yams's rules are regular expressions, and its default
+            // resolver compiles seven on first use, which maps ICU's regex engine and data into every launcher
+            // (about 1.4 MB of resident memory, issue 15): a file without `<<` gets no rules at all.
+            let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic)
             root = try parser.nextRoot()
         } catch {
             throw w.syntaxError(error, text: text)

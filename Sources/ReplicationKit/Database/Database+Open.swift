@@ -110,6 +110,7 @@ extension Database {
         writeConnection?.close()
         writeConnection = nil
         readGuard?.releaseIdle()
+        HeapTrim.request()
     }
 
     /// SQLite connections this database holds open now (for tests and diagnostics).

@@ -81,10 +81,10 @@ extension Database {
     func verifyAndCopy() throws {
         let observation = try realWAL.read { fd, size -> ContinuityCheck.Observation in
             let header = try fd.pread(count: walHeaderSize, at: 0)
-            var frame: [UInt8]?
+            var frame: WALFrameFingerprint?
             if let c = cursor, c.position.offset > UInt64(walHeaderSize), c.position.offset <= size {
                 let fs = c.header.frameSize
-                frame = try fd.pread(count: fs, at: c.position.offset - UInt64(fs))
+                frame = WALFrameFingerprint(try fd.pread(count: fs, at: c.position.offset - UInt64(fs)))
             }
             return ContinuityCheck.Observation(walSize: size, headerBytes: header, frameBeforeCursor: frame)
         } ?? ContinuityCheck.Observation(walSize: 0, headerBytes: [], frameBeforeCursor: nil)
@@ -225,7 +225,7 @@ extension Database {
         c.headerPending = false
         c.position.offset = end
         c.checksum = scan.checksum
-        c.lastFrame = scan.lastCommitFrame
+        c.lastFrame = scan.lastCommitFrame.map(WALFrameFingerprint.init)
         cursor = c
         markCopiedUnderGuard()
         publish()

@@ -88,11 +88,11 @@ public enum ContinuityCheck {
         public var walSize: UInt64
         /// Its first 32 bytes (may be fewer).
         public var headerBytes: [UInt8]
-        /// The frame-sized block ending at the cursor offset, if the cursor is past the header.
-        public var frameBeforeCursor: [UInt8]?
+        /// The fingerprint of the frame-sized block ending at the cursor offset, if the cursor is past the header.
+        public var frameBeforeCursor: WALFrameFingerprint?
 
         /// Creates an observation.
-        public init(walSize: UInt64, headerBytes: [UInt8], frameBeforeCursor: [UInt8]?) {
+        public init(walSize: UInt64, headerBytes: [UInt8], frameBeforeCursor: WALFrameFingerprint?) {
             self.walSize = walSize
             self.headerBytes = headerBytes
             self.frameBeforeCursor = frameBeforeCursor

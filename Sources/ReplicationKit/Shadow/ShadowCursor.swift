@@ -6,8 +6,8 @@ public struct ShadowCursor: Sendable, Equatable {
     public var header: WALHeader
     /// Running checksum at `position`.
     public var checksum: WALChecksum
-    /// The last copied frame (header + page), used to prove the real WAL was not overwritten behind us.
-    public var lastFrame: [UInt8]?
+    /// The last copied frame's fingerprint, used to prove the real WAL was not overwritten behind us.
+    public var lastFrame: WALFrameFingerprint?
     /// Whether this index has no segment yet: the next segment written starts at offset 0 with `header`, so the
     /// header of a restarted WAL travels with its first frames instead of in a segment (and object) of its own.
     public var headerPending = false
@@ -30,7 +30,7 @@ extension ShadowWAL {
         }
         var header: WALHeader?
         var checksum = WALChecksum(bigEndian: false)
-        var lastFrame: [UInt8]?
+        var lastFrame: WALFrameFingerprint?
         var end: UInt64 = 0
         for seg in segs {
             guard seg.offset == end else {
@@ -57,7 +57,7 @@ extension ShadowWAL {
                 throw ReplicationError(.corrupt, "shadow segment \(seg.path): invalid frame at byte \(scan.committedEnd)")
             }
             checksum = scan.checksum
-            if let f = scan.lastCommitFrame { lastFrame = f }
+            if let f = scan.lastCommitFrame { lastFrame = WALFrameFingerprint(f) }
             end += segLength
         }
         guard let h = header else { return nil }

@@ -71,11 +71,19 @@ public struct WALScanner {
         var atEnd = false
         var startedOver = false
         var framesSinceCommit = 0
+        // Where the last commit frame lies in the buffer until it is copied out: once, at the end or before the
+        // buffer starts over, not at every commit of a long batch.
+        var lastCommitAt: Int?
+        func keepLastCommit() {
+            if let p = lastCommitAt { result.lastCommitFrame = Array(UnsafeRawBufferPointer(rebasing: buffer[p..<(p + fs)])) }
+            lastCommitAt = nil
+        }
         while true {
             if pos + fs > filled {
                 if atEnd { break }
                 if filled + fs > capacity {
                     // Full: keep the partial frame, if any, and start over at the beginning.
+                    keepLastCommit()
                     let partial = filled - pos
                     if partial > 0 {
                         buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + pos, byteCount: partial)
@@ -101,9 +109,10 @@ public struct WALScanner {
                 result.checksum = running
                 result.committedFrames += framesSinceCommit
                 framesSinceCommit = 0
-                result.lastCommitFrame = Array(frame)
+                lastCommitAt = pos - fs
             }
         }
+        keepLastCommit()
         return (result, !startedOver)
     }
 
