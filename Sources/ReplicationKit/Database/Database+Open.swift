@@ -69,16 +69,17 @@ extension Database {
     /// Creates our two tables when missing, and writes a `_litestream_seq` row when the `-wal` is missing or empty
     /// (a generation starts from a WAL header), in one transaction: our only writes to the application's
     /// database at startup, made here so they never contend with an application that has just started (one
-    /// without a busy timeout would fail on its first write). The commit is not fsynced (`synchronous=NORMAL`,
-    /// what WAL-mode applications commonly use): a power loss can only take this bookkeeping row with it, which
-    /// the next start writes again.
+    /// without a busy timeout would fail on its first write). Nothing is fsynced (`synchronous=OFF` for this one
+    /// transaction; with NORMAL, SQLite would still sync a new WAL's header and then its directory): a power loss
+    /// can only take this bookkeeping transaction with it (the WAL's checksums reject what did not reach the
+    /// disk), and the next start writes it again. Every checkpoint still syncs the WAL before the database file.
     private func prepareForTracking(_ reader: SQLiteConnection) throws {
         let ours = try reader.queryInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('_litestream_seq', '_litestream_lock');")
         let walEmpty = (try FileSystem.info(meta.walPath)?.size ?? 0) < UInt64(walHeaderSize)
         guard ours != 2 || walEmpty else { return }
         let w = try writer()
         let level = try w.queryInt("PRAGMA synchronous;") ?? 2
-        try w.exec("PRAGMA synchronous = NORMAL;")
+        try w.exec("PRAGMA synchronous = OFF;")
         defer { try? w.exec("PRAGMA synchronous = \(level);") }
         try w.exec("BEGIN IMMEDIATE;")
         do {
