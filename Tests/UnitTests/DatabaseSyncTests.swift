@@ -256,7 +256,7 @@ struct DatabaseSyncTests {
         #expect(env.pos.generation == p0.generation && env.pos.index == 0 && env.pos.offset == env.walSize)
     }
 
-    @Test func minPageCountCheckpointStartsNextIndexPastFourTimesTheMinimum() throws {
+    @Test func minPageCountCheckpointStartsNextIndexPastEightTimesTheMinimum() throws {
         let env = try DBTestEnv(minPages: 10)
         try env.insert(1)
         let db = try env.open()
@@ -267,8 +267,8 @@ struct DatabaseSyncTests {
         try db.sync()
         #expect(env.logs.contains("checkpoint(PASSIVE)"))
         #expect(env.pos.generation == g && env.pos.index == 0)
-        // Past four times the minimum: the checkpoint also restarts the WAL.
-        try env.insert(30, size: 3000)
+        // Past eight times the minimum: the checkpoint also restarts the WAL.
+        try env.insert(70, size: 3000)
         try db.sync()
         #expect(env.pos.generation == g && env.pos.index == 1)
         // The new index starts from the restarted WAL (salt-1 + 1) and covers it completely.
@@ -308,7 +308,7 @@ struct DatabaseSyncTests {
                               options: ReplicaOptions(), logger: Logger(label: "replica-test"))
         try replica.sync()
         let g = env.pos.generation
-        try env.insert(42, size: 3000)  // past four times the minimum: the checkpoint restarts the WAL
+        try env.insert(82, size: 3000)  // past eight times the minimum: the checkpoint restarts the WAL
         try db.sync()
         #expect(env.pos.generation == g && env.pos.index == 1)
         let shadow = ShadowWAL(meta: env.meta)
@@ -442,7 +442,7 @@ struct DatabaseSyncTests {
         try env.takeSnapshot()
         let g = env.pos.generation
         if afterOwnCheckpoint {
-            try env.insert(42, size: 3000)  // past four times the minimum: the checkpoint restarts the WAL
+            try env.insert(82, size: 3000)  // past eight times the minimum: the checkpoint restarts the WAL
             try db.sync()
             #expect(env.pos.index == 1)
         }
