@@ -146,12 +146,11 @@ final class ReadGuard {
         holder.close()
     }
 
-    /// A read transaction only starts at the first read: `BEGIN` plus one query pins the snapshot. The query reads
-    /// the database header, not our tables: the guard is taken before they are created (`Database.hold()`).
+    /// A read transaction only starts at the first read: `BEGIN` plus one query pins the snapshot.
     private static func beginRead(_ c: SQLiteConnection) throws {
         try c.exec("BEGIN;")
         do {
-            _ = try c.queryInt("PRAGMA schema_version;")
+            _ = try c.queryInt("SELECT COUNT(1) FROM _litestream_seq;")
         } catch {
             try? c.exec("ROLLBACK;")
             throw error
