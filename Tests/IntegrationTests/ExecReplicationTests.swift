@@ -32,16 +32,53 @@ extension ExecTests {
             #expect(r.status == 0, "\(r.output)")
             #expect(sb.read("count") == String(n), "\(r.output)")
             #expect(r.output.contains("restored \(sb.db) from replica"), "\(r.output)")
-            // Restore happens before the databases are opened, which happens before the spawn.
+            // Restore happens before the databases are held (read guard), which happens before the spawn; the rest
+            // of the open follows while the app starts.
             let restored = r.output.range(of: "restored \(sb.db)")
-            let initialized = r.output.range(of: "initialized db: \(sb.db)")
+            let held = r.output.range(of: "holding db: \(sb.db)")
             let started = r.output.range(of: "exec process started")
-            if let restored, let initialized, let started {
-                #expect(restored.lowerBound < initialized.lowerBound && initialized.lowerBound < started.lowerBound,
-                        "\(r.output)")
+            if let restored, let held, let started {
+                #expect(restored.lowerBound < held.lowerBound && held.lowerBound < started.lowerBound, "\(r.output)")
             } else {
                 Issue.record("missing startup lines:\n\(r.output)")
             }
+            #expect(r.output.contains("initialized db: \(sb.db)"), "\(r.output)")
+        }
+
+        @Test("the app starts before the shadow generation exists; a launcher killed right then loses nothing")
+        func appStartsBeforeTheFirstSyncAndACrashThenLosesNothing() throws {
+            let sb = try TestSandbox.exec()
+            defer { sb.cleanup() }
+            // 48 MB of incompressible frames kept in the WAL (persistent WAL): the first sync copies and compresses
+            // all of it, which takes far longer than the app's first command.
+            let seed = "PRAGMA journal_mode=wal;\n.filectrl persist_wal 1\nCREATE TABLE b(x BLOB);\n"
+                + "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 768) "
+                + "INSERT INTO b SELECT randomblob(65536) FROM c;\n"
+            try seed.write(toFile: sb.path("seed.sql"), atomically: true, encoding: .utf8)
+            _ = try shell("sqlite3 '\(sb.db)' < '\(sb.path("seed.sql"))'")
+            let walSize = (try? FileManager.default.attributesOfItem(atPath: sb.db + "-wal")[.size] as? Int) ?? 0
+            try #require(walSize > 40_000_000, "the seed left no WAL: \(walSize) bytes")
+            let config = try sb.writeConfig()
+            let generation = sb.db + "-litestream/generation"
+            // The app looks for the shadow generation first, then kills the launcher (as a crash would, with the
+            // first sync in flight), then writes.
+            let app = try sb.writeScript("app.sh", """
+                if [ -e '\(generation)' ]; then echo present > '\(sb.path("seen"))'; else echo absent > '\(sb.path("seen"))'; fi
+                kill -KILL $PPID
+                sqlite3 "$LITESTREAM_DB_PATH" "\(Self.insertSQL(300))"
+                touch '\(sb.path("done"))'
+                """)
+            let r = try sb.run(["-config", config, "-exec", app], timeout: 60)
+            #expect(r.status != 0, "the launcher was not killed:\n\(r.output)")
+            #expect(sb.waitForFile("done", timeout: 30), "the app did not finish")
+            #expect(sb.read("seen") == "absent", "the shadow generation existed before the app started:\n\(r.output)")
+            // The next start carries on from whatever the killed one left; nothing the app wrote is lost.
+            let again = try sb.run(["-config", config, "-exec", "sqlite3 \(sb.db) \"\(Self.insertSQL(200))\""], timeout: 120,
+                                   log: "again.log")
+            #expect(again.status == 0, "\(again.output)")
+            #expect(try sb.restoredRowCount() == 500)
+            #expect(try sqlite(sb.path("restored.db"), "SELECT count(*) FROM b") == "768")
+            #expect(try sqlite(sb.path("restored.db"), "PRAGMA integrity_check") == "ok")
         }
 
         @Test("no backup anywhere and no database: the child starts on a new database; the log says first boot")

@@ -10,9 +10,9 @@ extension ReplicationIntegrationTests {
         /// Replicates a loaded database to `replica` and stops the launcher (exit 0 required).
         private func replicateLoad(_ sb: H.Sandbox, db: String, replica: String, count: Int, log: String) throws {
             if !FileManager.default.fileExists(atPath: db) { try H.runWriter(db, count: 1) }
-            // A WAL restart (a new index) comes with the checkpoint past four times the minimum page count.
+            // A WAL restart (a new index) comes with the checkpoint past eight times the minimum page count.
             let config = sb.path(log + ".yml")
-            try "dbs:\n  - path: \"\(db)\"\n    min-checkpoint-page-count: 250\n    replicas:\n      - url: \"\(replica)\"\n"
+            try "dbs:\n  - path: \"\(db)\"\n    min-checkpoint-page-count: 125\n    replicas:\n      - url: \"\(replica)\"\n"
                 .write(toFile: config, atomically: true, encoding: .utf8)
             let launcher = try H.startReplicate(sb, ["-config", config], log: log)
             try H.runWriter(db, rate: 1000, count: count)

@@ -114,7 +114,7 @@ extension ReplicationIntegrationTests {
             // the checkpoint threshold; the launcher checkpoints and starts index indexAfterA+1 (or later).
             var boundary: UInt64?
             for _ in 0..<5 where boundary == nil {
-                _ = try sqlite(db, "INSERT INTO filler SELECT randomblob(3000) FROM generate_series(1, 40);")
+                _ = try sqlite(db, "INSERT INTO filler SELECT randomblob(3000) FROM generate_series(1, 80);")
                 let deadline = Date().addingTimeInterval(8)
                 while boundary == nil && Date() < deadline {
                     if let m = try H.listedWALIndexes(replica, generation: gen).max(), m > indexAfterA { boundary = m }

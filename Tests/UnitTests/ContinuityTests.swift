@@ -190,19 +190,19 @@ struct ContinuityTests {
         CheckpointPolicy.decide(offset: offset, pageSize: pageSize, databaseAge: age, options: o)
     }
 
-    @Test func walRestartsAfterForcedAndIdleCheckpointsAndPastFourTimesTheMinimum() {
+    @Test func walRestartsAfterForcedAndIdleCheckpointsAndPastEightTimesTheMinimum() {
         func restarts(_ mode: CheckpointMode, _ pages: UInt64, _ o: DatabaseOptions = DatabaseOptions()) -> Bool {
             CheckpointPolicy.restartsWAL(after: mode, offset: walSize(pages), pageSize: 4096, options: o)
         }
-        // Size-based PASSIVE: no restart between the minimum and four times it.
-        #expect(!restarts(.passive, 1000) && !restarts(.passive, 3999))
-        #expect(restarts(.passive, 4000) && restarts(.passive, 9000))
+        // Size-based PASSIVE: no restart between the minimum and eight times it.
+        #expect(!restarts(.passive, 1000) && !restarts(.passive, 7999))
+        #expect(restarts(.passive, 8000) && restarts(.passive, 9000))
         // The time-based PASSIVE of an idle database (below the minimum) restarts.
         #expect(restarts(.passive, 2) && restarts(.passive, 999))
         // Forced checkpoints always restart.
         #expect(restarts(.truncate, 10000) && restarts(.restart, 1500) && restarts(.full, 1500))
         // The factor follows the configured minimum.
-        #expect(!restarts(.passive, 40, options(min: 16)) && restarts(.passive, 64, options(min: 16)))
+        #expect(!restarts(.passive, 120, options(min: 16)) && restarts(.passive, 128, options(min: 16)))
     }
 
     @Test func defaultsMatchSpec() {

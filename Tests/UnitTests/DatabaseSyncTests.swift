@@ -190,6 +190,36 @@ struct DatabaseSyncTests {
         #expect(try ShadowWAL(meta: env.meta).segments(p0.generation, index: 0).count == before)
     }
 
+    /// `hold()`, what runs before the app starts, writes no shadow file and fsyncs nothing: it only makes sure our
+    /// tables exist (one unsynced transaction) and pins the WAL, so the app's TRUNCATE checkpoint cannot discard
+    /// frames. The rest of the open and the first sync then run in the background and copy everything, including
+    /// what the app wrote meanwhile, into one new generation.
+    @Test func holdWritesNoShadowAndPinsTheWALUntilTheBackgroundStart() throws {
+        let env = try DBTestEnv()
+        try env.insert(3)
+        let d = Database(path: env.path, options: env.options,
+                         logger: Logger(label: "db-test") { [logs = env.logs] _ in DBTestLogHandler(sink: logs) })
+        env.db = d
+        try d.hold()
+        #expect(!FileManager.default.fileExists(atPath: env.meta.generationFile), "hold() wrote the shadow generation")
+        #expect(!FileManager.default.fileExists(atPath: env.meta.positionFile), "hold() wrote the position file")
+        // Our tables exist before the app starts: the app never contends with our writes at its start.
+        let ours = "SELECT count(*) FROM sqlite_master WHERE name IN ('_litestream_seq', '_litestream_lock')"
+        #expect(try env.app!.queryInt(ours) == 2)
+        // The app writes and tries to empty the WAL: the guard keeps every frame where the first sync will read it.
+        try env.insert(5)
+        let walBefore = env.walSize
+        let r = try env.app!.checkpoint(.truncate)
+        #expect(r.busy, "the app's TRUNCATE checkpoint went through under the guard: \(r)")
+        #expect(env.walSize == walBefore)
+        let done = DispatchSemaphore(value: 0)
+        d.startInBackground { done.signal() }
+        #expect(done.wait(timeout: .now() + 30) == .success, "the background start did not finish")
+        #expect(env.newGenerationLogs == 1)
+        #expect(env.pos.index == 0 && env.pos.offset == env.committedEnd, "not everything was copied: \(env.pos)")
+        #expect(env.logs.contains("initialized db: \(env.path)"))
+    }
+
     @Test func shadowSegmentsEqualRealWALPrefix() throws {
         let env = try DBTestEnv()
         try env.insert(2)
@@ -226,7 +256,7 @@ struct DatabaseSyncTests {
         #expect(env.pos.generation == p0.generation && env.pos.index == 0 && env.pos.offset == env.walSize)
     }
 
-    @Test func minPageCountCheckpointStartsNextIndexPastFourTimesTheMinimum() throws {
+    @Test func minPageCountCheckpointStartsNextIndexPastEightTimesTheMinimum() throws {
         let env = try DBTestEnv(minPages: 10)
         try env.insert(1)
         let db = try env.open()
@@ -237,8 +267,8 @@ struct DatabaseSyncTests {
         try db.sync()
         #expect(env.logs.contains("checkpoint(PASSIVE)"))
         #expect(env.pos.generation == g && env.pos.index == 0)
-        // Past four times the minimum: the checkpoint also restarts the WAL.
-        try env.insert(30, size: 3000)
+        // Past eight times the minimum: the checkpoint also restarts the WAL.
+        try env.insert(70, size: 3000)
         try db.sync()
         #expect(env.pos.generation == g && env.pos.index == 1)
         // The new index starts from the restarted WAL (salt-1 + 1) and covers it completely.
@@ -278,7 +308,7 @@ struct DatabaseSyncTests {
                               options: ReplicaOptions(), logger: Logger(label: "replica-test"))
         try replica.sync()
         let g = env.pos.generation
-        try env.insert(42, size: 3000)  // past four times the minimum: the checkpoint restarts the WAL
+        try env.insert(82, size: 3000)  // past eight times the minimum: the checkpoint restarts the WAL
         try db.sync()
         #expect(env.pos.generation == g && env.pos.index == 1)
         let shadow = ShadowWAL(meta: env.meta)
@@ -412,7 +442,7 @@ struct DatabaseSyncTests {
         try env.takeSnapshot()
         let g = env.pos.generation
         if afterOwnCheckpoint {
-            try env.insert(42, size: 3000)  // past four times the minimum: the checkpoint restarts the WAL
+            try env.insert(82, size: 3000)  // past eight times the minimum: the checkpoint restarts the WAL
             try db.sync()
             #expect(env.pos.index == 1)
         }

@@ -185,13 +185,19 @@ enum ReplicateCommand {
             _exit(code)
         }
         health.phase.withLock { $0 = .tracking }
+        // With an app to start, only what protects replication from the app's first writes comes before the spawn:
+        // the locks, our tables and the read guards (`Replicator.hold`, no fsync). The shadow generation with its
+        // fsyncs, the first sync and the replicas follow while the app starts (`afterSpawn` below): a crash in
+        // between leaves what any interrupted sync leaves, and the next start continues from it. Followers keep the
+        // full start first: the app waits for their first snapshot anyway.
+        let startAfterSpawn = command != nil && replicator.followers.isEmpty
         do {
-            try replicator.start()
+            if startAfterSpawn { try replicator.hold() } else { try replicator.start() }
         } catch {
             _ = replicator.shutdown()
             throw error
         }
-        routes?.enableSync()
+        if !startAfterSpawn { routes?.enableSync() }
         // The app never starts on an empty database: a follower waits for its first snapshot.
         if command != nil, !replicator.followers.isEmpty, let code = StartupPreparation.waitForFollowers(replicator, logger: logger) {
             _ = replicator.shutdown()
@@ -203,7 +209,15 @@ enum ReplicateCommand {
         if let first = config.dbs.first { environment.append(("LITESTREAM_DB_PATH", first.path)) }
         let supervisor = Supervisor(replicator: replicator, logger: logger, shutdownTimeout: shutdownTimeout,
                                     supervisesChild: command != nil, health: health)
-        return supervisor.run(command: command, environment: environment)
+        return supervisor.run(command: command, environment: environment) {
+            guard startAfterSpawn else { return }
+            // Returns at once: each database's open and first sync run on its own queue, before anything the final
+            // sync queues there. Only the watcher or a lock could fail here, and `hold()` has set up both.
+            do { try replicator.start(firstSyncsInBackground: true) } catch {
+                logger.error("starting replication: \(error.oneLine)")
+            }
+            routes?.enableSync()
+        }
     }
 
     /// `-lease`, `-lease-ttl` and `-lease-wait` give every database a lease (on its first replica unless the config

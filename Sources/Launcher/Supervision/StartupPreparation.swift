@@ -79,7 +79,17 @@ extension StartupPreparation {
     /// Returns nil when the databases are ready, else the exit code (128 + signal). A restore cut short leaves
     /// only `<db>.tmp*` files, which the next restore removes first; nothing is ever renamed into place half-done.
     static func prepareDatabasesInterruptibly(_ config: Configuration, restore: Bool, logger: Logger) throws -> Int32? {
-        try interruptibly("preparing the databases", logger: logger) { _ in
+        // Nothing to download (every database present, following an upstream, or without a replica to restore from):
+        // no thread, and a stop request waits the few local operations for the main loop.
+        let downloads = restore && config.dbs.contains { $0.upstreamURL == nil && !$0.replicas.isEmpty && !FileSystem.exists($0.path) }
+        if !downloads {
+            try prepareDatabases(config, restore: restore, logger: logger)
+            while let sig = SupervisorSignals.wait(timeout: .zero) {
+                if let code = stopCode(sig, while: "preparing the databases", logger: logger) { return code }
+            }
+            return nil
+        }
+        return try interruptibly("preparing the databases", logger: logger) { _ in
             try prepareDatabases(config, restore: restore, logger: logger)
         }
     }
@@ -113,13 +123,22 @@ extension StartupPreparation {
                 if let done { try done.get(); return nil }
                 continue
             }
-            if SupervisorSignals.isStopRequest(sig) {
-                logger.info("signal received: \(SignalName.name(sig)) while \(what); not starting the exec process")
+            if let code = stopCode(sig, while: what, logger: logger) {
                 stop.withLock { $0 = true }
-                return 128 + sig
+                return code
             }
-            if sig != SIGCHLD { logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process yet)") }
         }
+    }
+
+    /// The exit code (128 + signal) when `sig`, taken before the app exists, is a stop request; other signals are
+    /// logged as ignored (SIGCHLD silently: there is no child yet).
+    private static func stopCode(_ sig: Int32, while what: String, logger: Logger) -> Int32? {
+        if SupervisorSignals.isStopRequest(sig) {
+            logger.info("signal received: \(SignalName.name(sig)) while \(what); not starting the exec process")
+            return 128 + sig
+        }
+        if sig != SIGCHLD { logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process yet)") }
+        return nil
     }
 
     /// Waits until every follower holds data from its primary; a stop signal meanwhile ends the launcher.

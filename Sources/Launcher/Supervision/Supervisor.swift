@@ -30,11 +30,12 @@ final class Supervisor {
         self.machine = SupervisorStateMachine(supervisesChild: supervisesChild)
     }
 
-    /// Spawns `command` (when given) and runs until the final sync ends; returns the process exit code.
+    /// Spawns `command` (when given), runs `afterSpawn` (also when the spawn failed), and runs until the final sync
+    /// ends; returns the process exit code.
     ///
     /// Exits the process itself (`_exit`) when the final sync times out or is cut short, since the sync thread
     /// is then still inside a blocking call.
-    func run(command: [String]?, environment: [(name: String, value: String)]) -> Int32 {
+    func run(command: [String]?, environment: [(name: String, value: String)], afterSpawn: () -> Void = {}) -> Int32 {
         var pending: [SupervisorStateMachine.Action] = []
         if let command {
             if getpid() != 1, let err = Reaper.becomeSubreaper() {
@@ -52,6 +53,7 @@ final class Supervisor {
                 pending = machine.childExited(error.status)
             }
         }
+        afterSpawn()
         if command == nil { health.phase.withLock { $0 = .running } }
         while true {
             for action in pending {

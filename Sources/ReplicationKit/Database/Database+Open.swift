@@ -10,8 +10,38 @@ extension Database {
 
     /// Opens the connections, takes the read guard and recovers the shadow cursor (REPLICATION §6.1).
     ///
-    /// All or nothing: on failure everything opened so far is closed again.
+    /// Two steps: `holdIfNeeded` (the read guard: what protects the WAL, writing nothing), then the rest (our
+    /// tables, the metadata directory, the shadow cursor). A database held by `hold()` before the application
+    /// started continues here at its first sync. All or nothing: on failure everything opened so far is closed.
     func openIfNeeded() throws {
+        guard !openFinished else { return }
+        try holdIfNeeded()
+        guard readGuard != nil else { return }  // not created yet: the watcher tells us
+        do {
+            try shadow.removeTemporaryFiles()
+            let writer = try writer()
+            try writer.exec(Self.createSeqTable)
+            try writer.exec(Self.createLockTable)
+            guard let ps = try writer.queryInt("PRAGMA page_size;"), ps > 0 else {
+                throw ReplicationError(.sqlite, "invalid db page size")
+            }
+            pageSize = Int(ps)
+            try FileSystem.makeDirectories(meta.root, mode: shadow.directoryMode)
+            try recoverCursor()
+            try clean()
+            openFinished = true
+            logger.info("initialized db: \(path)")
+        } catch {
+            closeHandles()
+            throw (error as? ReplicationError)?.wrapped("open database") ?? error
+        }
+    }
+
+    /// The first step of `openIfNeeded`: WAL mode, our tables and a WAL to start from (`prepareForTracking`), the
+    /// read guard's connection and its read transaction, the database's descriptor. Cheap enough to run before the
+    /// application starts (no fsync; no write at all once the database has been replicated before), and from
+    /// then on no checkpoint of the application's can discard a WAL frame before the shadow WAL has it.
+    func holdIfNeeded() throws {
         guard readGuard == nil else { return }
         // Earliest point this file sees the database: its `db` series exist (at 0) even while the file is missing.
         DatabaseMetrics.register(path: path)
@@ -21,32 +51,45 @@ extension Database {
         shadow.fileMode = dbInfo.mode & 0o666
         shadow.directoryMode = dirInfo?.mode ?? 0o700
         do {
-            try shadow.removeTemporaryFiles()
-
-            let writer = try writer()
-            let mode = try writer.queryText("PRAGMA journal_mode = wal;")
+            let guardian = try ReadGuard(path: path, busyTimeout: options.busyTimeoutMilliseconds)
+            readGuard = guardian
+            let mode = try guardian.holder.queryText("PRAGMA journal_mode = wal;")
             guard mode?.lowercased() == "wal" else {
                 throw ReplicationError(.sqlite, "enable wal failed, mode=\"\(mode ?? "")\"")
             }
-            try writer.exec(Self.createSeqTable)
-            try writer.exec(Self.createLockTable)
-            guard let ps = try writer.queryInt("PRAGMA page_size;"), ps > 0 else {
-                throw ReplicationError(.sqlite, "invalid db page size")
-            }
-            pageSize = Int(ps)
-
-            let guardian = try ReadGuard(path: path, busyTimeout: options.busyTimeoutMilliseconds)
-            readGuard = guardian
-
             databaseFD = try FileDescriptor.openForReading(path)
+            try prepareForTracking(guardian.holder)
             try guardian.take()
-            try FileSystem.makeDirectories(meta.root, mode: shadow.directoryMode)
-            try recoverCursor()
-            try clean()
-            logger.info("initialized db: \(path)")
         } catch {
             closeHandles()
             throw (error as? ReplicationError)?.wrapped("open database") ?? error
+        }
+    }
+
+    /// Creates our two tables when missing, and writes a `_litestream_seq` row when the `-wal` is missing or empty
+    /// (a generation starts from a WAL header), in one transaction: our only writes to the application's
+    /// database at startup, made here so they never contend with an application that has just started (one
+    /// without a busy timeout would fail on its first write). Nothing is fsynced (`synchronous=OFF` for this one
+    /// transaction; with NORMAL, SQLite would still sync a new WAL's header and then its directory): a power loss
+    /// can only take this bookkeeping transaction with it (the WAL's checksums reject what did not reach the
+    /// disk), and the next start writes it again. Every checkpoint still syncs the WAL before the database file.
+    private func prepareForTracking(_ reader: SQLiteConnection) throws {
+        let ours = try reader.queryInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('_litestream_seq', '_litestream_lock');")
+        let walEmpty = (try FileSystem.info(meta.walPath)?.size ?? 0) < UInt64(walHeaderSize)
+        guard ours != 2 || walEmpty else { return }
+        let w = try writer()
+        let level = try w.queryInt("PRAGMA synchronous;") ?? 2
+        try w.exec("PRAGMA synchronous = OFF;")
+        defer { try? w.exec("PRAGMA synchronous = \(level);") }
+        try w.exec("BEGIN IMMEDIATE;")
+        do {
+            try w.exec(Self.createSeqTable)
+            try w.exec(Self.createLockTable)
+            if walEmpty { try w.exec(Self.upsertSeq) }
+            try w.exec("COMMIT;")
+        } catch {
+            try? w.exec("ROLLBACK;")
+            throw error
         }
     }
 
@@ -149,5 +192,35 @@ extension Database {
         }
         cursor = c
         shadowLog.publish(c.position, notify: false)
+    }
+}
+
+extension Database {
+    /// Takes the read guard before the application starts (`holdIfNeeded`); nothing when the file does not exist.
+    /// - Throws: when the file exists but cannot be opened as a SQLite database in WAL mode.
+    public func hold() throws {
+        try onQueue {
+            try holdIfNeeded()
+            if readGuard != nil { logger.info("holding db: \(path) (read guard taken; initialized in the background)") }
+        }
+    }
+
+    /// `start()` without waiting for it: the rest of the open and the first sync run on the database's queue, then
+    /// `then` runs there too, also when they failed (the failure is logged and retried like a background sync's).
+    /// Whatever the caller queues for this database afterwards (`sync()`, `close()`) runs after them.
+    public func startInBackground(then: @escaping @Sendable () -> Void) {
+        queue.async { [self] in
+            do {
+                try openIfNeeded()
+                if readGuard != nil { try syncOnQueue() }
+            } catch let e as ReplicationError where e.code == .busy {
+                logger.warning("\(path): database busy at startup, retrying: \(e.message)")
+                notifyChanged()
+            } catch {
+                logger.error("sync error: \(error.oneLine)")
+                notifyChanged()
+            }
+            then()
+        }
     }
 }

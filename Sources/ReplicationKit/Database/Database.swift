@@ -28,6 +28,7 @@ public final class Database: @unchecked Sendable {
     // Confined to `queue`.
     var shadow: ShadowWAL
     var readGuard: ReadGuard?               // the long-lived read transaction (see `ReadGuard`)
+    var openFinished = false                // `openIfNeeded` done; the guard alone may be held before (`hold()`)
     var writeConnection: SQLiteConnection?  // our own small writes and checkpoints; opened by `writer()`, closed when idle
     var lastActivity = ContinuousClock.now   // end of the last sync, checkpoint or snapshot
     var idleCheckScheduled = false
@@ -183,6 +184,7 @@ public final class Database: @unchecked Sendable {
     /// Releases everything SQLite and the file system hold for this database (connections before the raw fd).
     /// Only at `shutdown` may the last connection checkpoint as it closes (see `ReadGuard.close`).
     func closeHandles(shutdown: Bool = false) {
+        openFinished = false
         writeConnection?.close()
         writeConnection = nil
         readGuard?.close(shutdown: shutdown)

@@ -148,18 +148,44 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
+    /// What must be in place before an application starts on the databases: every database locked (as
+    /// `lockDatabases`), watched, and held (`Database.hold`: its read guard taken, so no checkpoint of the
+    /// application's can discard a WAL frame the shadow WAL does not have yet). No shadow file, no fsync;
+    /// `start(firstSyncsInBackground: true)` does the rest once the application is on its way.
+    /// - Throws: `.conflict` as `lockDatabases`; a database file that exists but cannot be tracked (not SQLite,
+    ///   unreadable).
+    public func hold() throws {
+        try lockDatabases()
+        try startWatching()
+        for e in entries {
+            do {
+                try e.database.hold()
+            } catch let err as ReplicationError where err.code == .busy {
+                // Another process holds a lock longer than our busy timeout: the first sync takes the guard.
+                logger.warning("\(e.database.path): database busy at startup, retrying: \(err.message)")
+            }
+        }
+    }
+
     /// Opens every database that exists, starts watching, and starts the replicas.
     ///
-    /// A database file that exists but cannot be tracked (not SQLite, unreadable) fails startup.
-    public func start() throws {
+    /// A database file that exists but cannot be tracked (not SQLite, unreadable) fails startup. With
+    /// `firstSyncsInBackground`, each database's open and first sync run on its own queue instead (after `hold()`,
+    /// which did the checks), its replicas start once that is done, and this returns at once; a failure is then
+    /// logged and retried like any sync's.
+    public func start(firstSyncsInBackground: Bool = false) throws {
         try lockDatabases()
-        let w = try FileWatcher(logger: logger)
-        watcher = w
+        try startWatching()
         if entries.isEmpty && followers.isEmpty { logger.info("no databases specified in configuration") }
         for f in followers { f.start() }
         for e in entries {
             let db = e.database
-            try w.watch(databasePath: db.path) { db.notifyChanged() }
+            e.lease?.setGenerationSource { db.position?.generation.name }
+            if firstSyncsInBackground {
+                let logger = logger
+                db.startInBackground { Self.startReplicas(e.replicas, logger: logger) }
+                continue
+            }
             do {
                 try db.start()
             } catch let e as ReplicationError where e.code == .busy {
@@ -167,11 +193,25 @@ public final class Replicator: @unchecked Sendable {
                 logger.warning("\(db.path): database busy at startup, retrying: \(e.message)")
                 db.notifyChanged()
             }
-            e.lease?.setGenerationSource { db.position?.generation.name }
-            for r in e.replicas {
-                logger.info("replicating to: name=\"\(r.name)\" type=\"\(r.client.type)\" path=\"\(r.client.location)\"")
-                r.start()
-            }
+            Self.startReplicas(e.replicas, logger: logger)
+        }
+    }
+
+    /// Creates the file watcher (once) and watches every database.
+    private func startWatching() throws {
+        guard watcher == nil else { return }
+        let w = try FileWatcher(logger: logger)
+        watcher = w
+        for e in entries {
+            let db = e.database
+            try w.watch(databasePath: db.path) { db.notifyChanged() }
+        }
+    }
+
+    private static func startReplicas(_ replicas: [Replica], logger: Logger) {
+        for r in replicas {
+            logger.info("replicating to: name=\"\(r.name)\" type=\"\(r.client.type)\" path=\"\(r.client.location)\"")
+            r.start()
         }
     }
 
@@ -206,6 +246,8 @@ public final class Replicator: @unchecked Sendable {
         let failures = Locked([[String]](repeating: [], count: entries.count))
         let next = Locked(0)
         let workers = min(max(concurrency, 1), entries.count)
+        // One database (the common container): no worker thread to start and join, the caller's thread does it.
+        if workers <= 1 { return entries.flatMap { finalSync($0) } }
         let done = DispatchGroup()
         for _ in 0..<workers {
             done.enter()
