@@ -110,7 +110,7 @@ done <<< "$ldd_out"
 # libcurl.so.4: opened when a remote replica, an upstream follower or status/sync needs it (Sources/CCurl).
 for lib in libcurl.so.4; do
   grep -qaF "$lib" "$binary" || fail "$binary no longer names $lib: update the dlopen list of this script"
-  file=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+  file=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found { print $NF; found = 1 }')  # reads all: no SIGPIPE under pipefail
   [ -n "$file" ] || fail "$lib (opened at run time) is not installed on this host"
   if ! pkg=$(package_of "$file"); then
     printf '%-28s %-52s %s\n' "$lib" "$file" "NO PACKAGE (dlopen)"
