@@ -112,6 +112,66 @@ import Testing
         #expect(!t.overlapInLane)
     }
 
+    /// `syncInOrder` is `DispatchQueue.sync`: the body follows everything queued before it (a database's close
+    /// after the open queued at startup), runs on the caller, and holds no pool thread while it waits, so callers
+    /// waiting on many lanes of a one-thread pool still get through.
+    @Test func syncInOrderRunsAfterQueuedItemsOnTheCaller() throws {
+        let pool = IOPool(kind: "test-sync-in-order", size: 1)
+        let lane = SerialLane(label: "in-order", pool: pool)
+        let t = Tracker()
+        let gate = DispatchSemaphore(value: 0)
+        let inFirst = DispatchSemaphore(value: 0)
+        lane.async { t.enter(lane: 0, item: 0); inFirst.signal(); gate.wait(); t.leave(lane: 0) }
+        inFirst.wait()
+        lane.async {
+            #expect(lane.isCurrent)
+            t.enter(lane: 0, item: 1); t.leave(lane: 0)
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { gate.signal() }
+        let caller = Thread.current
+        #expect(!lane.isCurrent)
+        let ranOn: Thread = lane.syncInOrder {
+            #expect(lane.isCurrent)
+            t.enter(lane: 0, item: 2)
+            lane.async { t.enter(lane: 0, item: 4); t.leave(lane: 0) }  // queued during the body: runs after it
+            t.leave(lane: 0)
+            return Thread.current
+        }
+        #expect(ranOn === caller)
+        #expect(!lane.isCurrent)
+        #expect(t.order[0]?.prefix(3) == [0, 1, 2], "the body ran before an item queued ahead of it")
+        #expect(eventually { t.finished == 4 })
+        #expect(t.order[0] == [0, 1, 2, 4])
+        #expect(!t.overlapInLane)
+
+        // An idle lane is taken at once, on the caller's thread.
+        #expect(lane.syncInOrder { Thread.current } === caller)
+
+        // Twenty callers at once, each behind a queued item of its own lane, on a pool of one thread; each body
+        // needs that thread for an item of another lane. A caller given its turn holds no pool thread, or the
+        // first body would wait forever.
+        let lanes = (0..<20).map { SerialLane(label: "wait-\($0)", pool: pool) }
+        let other = SerialLane(label: "other", pool: pool)
+        let blocker = DispatchSemaphore(value: 0)
+        lanes[0].async { blocker.wait() }
+        for l in lanes { l.async { t.enter(lane: 1, item: 0); t.leave(lane: 1) } }
+        let bodies = Locked(0)
+        let group = DispatchGroup()
+        for l in lanes {
+            DispatchQueue.global().async(group: group) {
+                l.syncInOrder {
+                    let ran = DispatchSemaphore(value: 0)
+                    other.async { ran.signal() }
+                    if ran.wait(timeout: .now() + 10) == .success { bodies.withLock { $0 += 1 } }
+                }
+            }
+        }
+        blocker.signal()
+        #expect(group.wait(timeout: .now() + 30) == .success)
+        #expect(bodies.current == 20)
+        #expect(pool.threadCount <= 1)
+    }
+
     @Test func timerTicksDoNotPileUpOnABlockedLane() throws {
         let pool = IOPool(kind: "test-timer", size: 1)
         let lane = SerialLane(label: "timer", pool: pool)

@@ -132,7 +132,7 @@ extension Database {
     }
 
     private func scheduleIdleCheck(after delay: Duration) {
-        queue.asyncAfter(deadline: .now() + delay.timeInterval) { [weak self] in self?.idleCheck() }
+        queue.asyncAfter(delay) { [weak self] in self?.idleCheck() }
     }
 
     private func idleCheck() {

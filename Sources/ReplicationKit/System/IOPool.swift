@@ -103,9 +103,13 @@ public final class IOPool: @unchecked Sendable {
 /// A serial executor on an `IOPool`: work items run one at a time, in order, on the pool's threads. The
 /// replacement for a private serial dispatch queue, with the same `async`, `asyncAfter`, `sync` and timers.
 ///
-/// One difference from `DispatchQueue.sync`: `sync` waits only for the item running at the time, not for the
-/// items queued behind it, so the caller's body runs ahead of them (never overlapping any). That is what stopping
-/// a replica and the final sync need: exclusion from the upload in progress, without waiting for later ones.
+/// Two ways to run a body on the caller's thread with the lane held:
+/// - `sync` waits only for the item running at the time, not for the items queued behind it, so the caller's body
+///   runs ahead of them (never overlapping any). That is what stopping a replica and the final sync need:
+///   exclusion from the upload in progress, without waiting for later ones.
+/// - `syncInOrder` is `DispatchQueue.sync`: the body runs after everything queued before it. A database needs
+///   that (its close must follow the open and first sync queued at startup). While the caller waits, no pool
+///   thread is held: the lane is handed to the caller when its turn comes.
 public final class SerialLane: @unchecked Sendable {
     // @unchecked: every mutable property is guarded by `cond`.
     /// The pool that runs this lane's work.
@@ -113,10 +117,21 @@ public final class SerialLane: @unchecked Sendable {
     /// For diagnostics.
     public let label: String
     private let cond = NSCondition()
-    private var items: [@Sendable () -> Void] = []
+    private enum Item {
+        case work(@Sendable () -> Void)
+        /// A `syncInOrder` caller's turn: the lane passes to it, held (`running`) until its body ends.
+        case handOff(HandOff)
+    }
+    private final class HandOff: @unchecked Sendable {
+        // @unchecked: `given` is guarded by the lane's `cond`.
+        var given = false
+    }
+    private var items: [Item] = []
     private var itemsHead = 0
     /// An item (async or sync) is executing.
     private var running = false
+    /// The thread running the lane's current item or `sync` body (for `isCurrent`).
+    private var owner: pthread_t?
     /// The lane is in the pool's ready list.
     private var scheduled = false
 
@@ -129,7 +144,7 @@ public final class SerialLane: @unchecked Sendable {
     /// Runs `work` after everything queued before it.
     public func async(_ work: @escaping @Sendable () -> Void) {
         cond.lock()
-        items.append(work)
+        items.append(.work(work))
         let schedule = !scheduled && !running
         if schedule { scheduled = true }
         cond.unlock()
@@ -147,9 +162,43 @@ public final class SerialLane: @unchecked Sendable {
         cond.lock()
         while running { cond.wait() }
         running = true
+        owner = pthread_self()
         cond.unlock()
         defer { finish(fromPool: false) }
         return try body()
+    }
+
+    /// Runs `body` on the calling thread after every item queued before it, with the lane held (what
+    /// `DispatchQueue.sync` does); returns its result. An idle lane is taken at once. Never call it from the
+    /// lane's own work (deadlock; `isCurrent` tells).
+    public func syncInOrder<T>(_ body: () throws -> T) rethrows -> T {
+        cond.lock()
+        if running || itemsHead < items.count {
+            let turn = HandOff()
+            items.append(.handOff(turn))
+            let schedule = !scheduled && !running
+            if schedule { scheduled = true }
+            if schedule {
+                cond.unlock()
+                pool.enqueue(self)
+                cond.lock()
+            }
+            while !turn.given { cond.wait() }
+            // `runOne` left `running` set for us.
+        } else {
+            running = true
+        }
+        owner = pthread_self()
+        cond.unlock()
+        defer { finish(fromPool: false) }
+        return try body()
+    }
+
+    /// Whether the calling thread is running this lane's work now (an item, or a `sync` body).
+    public var isCurrent: Bool {
+        cond.lock(); defer { cond.unlock() }
+        guard let o = owner else { return false }
+        return pthread_equal(o, pthread_self()) != 0
     }
 
     /// Runs `handler` on the lane every `interval` until the timer is cancelled; a tick while the previous one is
@@ -178,16 +227,26 @@ public final class SerialLane: @unchecked Sendable {
             cond.unlock()
             return
         }
-        let work = items[itemsHead]
+        let item = items[itemsHead]
         itemsHead += 1
         if itemsHead == items.count {
             items.removeAll(keepingCapacity: true)
             itemsHead = 0
         }
         running = true
-        cond.unlock()
-        work()
-        finish(fromPool: true)
+        switch item {
+        case .work(let work):
+            owner = pthread_self()
+            cond.unlock()
+            work()
+            finish(fromPool: true)
+        case .handOff(let turn):
+            // The lane passes to the waiting caller, still `running`; its `finish` schedules what follows.
+            scheduled = false
+            turn.given = true
+            cond.broadcast()
+            cond.unlock()
+        }
     }
 
     /// Ends an item. After a pool thread's item the lane goes back to the end of the pool's ready list if more is
@@ -195,6 +254,7 @@ public final class SerialLane: @unchecked Sendable {
     private func finish(fromPool: Bool) {
         cond.lock()
         running = false
+        owner = nil
         let more = itemsHead < items.count
         var enqueue = false
         if fromPool {
