@@ -48,7 +48,8 @@ FROM debian:bookworm-slim
 
 # Exactly the shared libraries the binary links or opens (scripts/check-dockerfile.sh), plus ca-certificates for
 # HTTPS replicas. libcurl4 is opened with dlopen when an S3/GCS/Azure/SFTP replica, an upstream follower or
-# status/sync needs it (ldd does not show it); libssl3 provides libcrypto (signing) and libcurl's TLS.
+# status/sync needs it (ldd does not show it); libssl3 provides libcrypto, opened with dlopen too at its first use
+# (request signing, age), and libcurl's TLS.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libc6 libgcc-s1 libstdc++6 libsqlite3-0 liblz4-1 libcurl4 libssl3 ca-certificates \

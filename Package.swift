@@ -60,8 +60,10 @@ let package = Package(
         // `status`/`sync` client is first created, so the file-replica path never maps it (issue 15). Its headers
         // are still needed to build (libcurl4-openssl-dev; CCurl.h stops with that hint when they are missing).
         .target(name: "CCurl", path: "Sources/CCurl"),
-        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
-                       providers: [.apt(["libssl-dev"])]),
+        // libcrypto is not linked either: CCrypto defines the functions ReplicationKit calls and forwards them to
+        // libcrypto.so.3, opened with dlopen at the first call (S3/GCS/Azure/SFTP replicas, age), so the
+        // file-replica path never maps it (issue 15). Its headers are still needed to build (libssl-dev).
+        .target(name: "CCrypto", path: "Sources/CCrypto"),
         .systemLibrary(name: "CLauncherShims", path: "Sources/CLauncherShims"),
         .target(
             name: "ReplicationKit",

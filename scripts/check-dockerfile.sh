@@ -5,7 +5,7 @@
 #      the Dockerfile COPYs (Package.swift, Sources, Tests), as the build stage would;
 #   3. maps every shared library the binary links (ldd) to its Debian package (dpkg -S) and requires each
 #      package to be named in the runtime stage's `apt-get install`;
-#   4. the same for the libraries it opens with dlopen (libcurl.so.4), which ldd does not show.
+#   4. the same for the libraries it opens with dlopen (libcurl.so.4, libcrypto.so.3), which ldd does not show.
 # The host must be Debian 12 (bookworm), like both stages. Usage: bash scripts/check-dockerfile.sh
 # Environment: CHECK_DOCKERFILE_DIR (default .build-docker-check) holds the copy and its build, so that
 # repeated runs are incremental.
@@ -108,7 +108,8 @@ done <<< "$ldd_out"
 
 # ---- 4. libraries the binary opens at run time (dlopen: ldd does not list them) ----
 # libcurl.so.4: opened when a remote replica, an upstream follower or status/sync needs it (Sources/CCurl).
-for lib in libcurl.so.4; do
+# libcrypto.so.3: opened at the first OpenSSL call: request signing, SFTP host keys, age (Sources/CCrypto).
+for lib in libcurl.so.4 libcrypto.so.3; do
   grep -qaF "$lib" "$binary" || fail "$binary no longer names $lib: update the dlopen list of this script"
   file=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found { print $NF; found = 1 }')  # reads all: no SIGPIPE under pipefail
   [ -n "$file" ] || fail "$lib (opened at run time) is not installed on this host"

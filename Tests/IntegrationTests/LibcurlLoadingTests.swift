@@ -42,7 +42,7 @@ extension ExecTests {
              "sh", try libcurlFile(), TestSupport.launcher] + args
         }
 
-        @Test("file replica and -exec: libcurl is not mapped at the spawn nor while replicating")
+        @Test("file replica and -exec: libcurl and libcrypto are not mapped at the spawn nor while replicating")
         func fileReplicaNeverMapsLibcurl() throws {
             let sb = try TestSandbox.exec()
             defer { sb.cleanup() }
@@ -55,6 +55,9 @@ extension ExecTests {
             #expect(maps.running.contains("libsqlite3"), "\(maps.running)")
             #expect(!maps.atExec.contains("libcurl"), "libcurl mapped at the spawn:\n\(maps.atExec)")
             #expect(!maps.running.contains("libcurl"), "libcurl mapped while replicating:\n\(maps.running)")
+            // Nor libcrypto (Sources/CCrypto opens it at the first call: S3/GCS/Azure/SFTP replicas, age).
+            #expect(!maps.atExec.contains("libcrypto"), "libcrypto mapped at the spawn:\n\(maps.atExec)")
+            #expect(!maps.running.contains("libcrypto"), "libcrypto mapped while replicating:\n\(maps.running)")
         }
 
         @Test("restore from a file replica loads no libcurl (LD_DEBUG=files lists every library loaded)")
