@@ -148,9 +148,10 @@ final class DBTestEnv {
 
 @Suite("Database sync (in-process, real SQLite)")
 struct DatabaseSyncTests {
-    /// The WAL scratch buffer (256 KiB or more) is kept only while batches are large: an idle database holds none.
+    /// Without the idle release, the WAL scratch buffer (256 KiB or more) is kept only while batches are large: an
+    /// idle database holds none.
     @Test func anIdleDatabaseHoldsNoScanBuffer() throws {
-        let env = try DBTestEnv()
+        let env = try DBTestEnv(idleConnectionDelay: .zero)
         let db = try env.open()
         try env.insert(1)
         try db.sync()
@@ -161,6 +162,24 @@ struct DatabaseSyncTests {
         try env.insert(1)
         try db.sync()
         #expect(!db.onQueue { db.realWAL.holdsBuffer })
+        #expect(env.pos.offset == UInt64(env.committedEnd), "everything was copied")
+    }
+
+    /// With the idle release (the default), the buffer of a busy database outlives its small batches (no new
+    /// mapping and page faults at every change of batch size) and goes with the idle connections.
+    @Test func theScanBufferStaysUntilTheDatabaseIdles() throws {
+        let env = try DBTestEnv(idleConnectionDelay: .seconds(3600))
+        let db = try env.open()
+        try env.insert(300, size: 1000)
+        try db.sync()
+        #expect(db.onQueue { db.realWAL.holdsBuffer })
+        try env.insert(1)
+        try db.sync()
+        #expect(db.onQueue { db.realWAL.holdsBuffer }, "a small batch of a busy database gave its buffer back")
+        db.onQueue { db.releaseIdleConnections() }
+        #expect(!db.onQueue { db.realWAL.holdsBuffer }, "the idle release kept the buffer")
+        try env.insert(2)
+        try db.sync()
         #expect(env.pos.offset == UInt64(env.committedEnd), "everything was copied")
     }
 

@@ -146,13 +146,14 @@ extension Database {
         releaseIdleConnections()
     }
 
-    /// Shrinks an idle database to what the read guard needs: closes the writer and the guard's spare and frees
-    /// the holder's cached pages (README "Memory of idle databases"). The hold itself is untouched, and none of
+    /// Shrinks an idle database to what the read guard needs: closes the writer and the guard's spare, frees the
+    /// holder's cached pages and the sync's read buffer (README "Memory of idle databases"). The hold itself is untouched, and none of
     /// these connections checkpoints on close, so nothing the application committed can escape the shadow WAL.
     func releaseIdleConnections() {
         writeConnection?.close()
         writeConnection = nil
         readGuard?.releaseIdle()
+        realWAL.releaseBuffer()
         HeapTrim.request()
     }
 

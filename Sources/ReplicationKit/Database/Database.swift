@@ -61,7 +61,7 @@ public final class Database: @unchecked Sendable {
         self.meta = MetaDirectory(databasePath: path)
         self.shadow = ShadowWAL(meta: meta)
         self.shadowLog = ShadowLog(meta: meta)
-        self.realWAL = RealWAL(path: meta.walPath)
+        self.realWAL = RealWAL(path: meta.walPath, keepBufferUntilIdle: options.idleConnectionDelay > .zero)
         var l = logger
         l[metadataKey: "db"] = "\(path)"
         self.logger = l

@@ -11,7 +11,13 @@ final class RealWAL {
     /// Path of the `-wal` file.
     let path: String
     private var file: (fd: FileDescriptor, id: (UInt64, UInt64))?
-    private var buffer: UnsafeMutableRawBufferPointer?
+    /// The anonymous mapping scan buffers are views of (see `scanBuffer`), and how much of it was handed out.
+    private var mapping: UnsafeMutableRawBufferPointer?
+    private var handedOut = 0
+    /// A heap block used instead when mmap fails (for one sync).
+    private var heapFallback: UnsafeMutableRawBufferPointer?
+    /// Whether the buffer outlives small batches until `releaseBuffer` (see `endSync`).
+    let keepBufferUntilIdle: Bool
     /// WAL bytes the last copy took (sizes the next read and the buffer).
     var lastCopyBytes: UInt64 = 0
 
@@ -19,10 +25,17 @@ final class RealWAL {
     static let maxBuffer = 4 << 20
     /// Batches smaller than this do not keep their buffer between syncs.
     static let keepBufferFrom: UInt64 = 64 * 1024
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
-    init(path: String) { self.path = path }
+    init(path: String, keepBufferUntilIdle: Bool = false) {
+        self.path = path
+        self.keepBufferUntilIdle = keepBufferUntilIdle
+    }
 
-    deinit { buffer?.deallocate() }
+    deinit {
+        releaseBuffer()
+        heapFallback?.deallocate()
+    }
 
     /// Runs `body` with a read-only descriptor of the `-wal` file and its size; nil when it does not exist.
     ///
@@ -48,30 +61,61 @@ final class RealWAL {
     }
 
     /// A scratch buffer for one sync's reads: at least 64 frames and 256 KiB, grown to hold the `expected` bytes of
-    /// a batch (up to `maxBuffer`), and shrunk again once batches are small.
+    /// a batch (up to `maxBuffer`).
+    ///
+    /// The buffer is a view of an anonymous mapping of its own (`maxBuffer` and a frame, or 64 frames), not a malloc
+    /// block: the database's syncs run on whichever thread of the database pool is free, and a malloc block lives in
+    /// the arena of the thread that allocated it, so every pool thread's arena ended up holding the pages of a
+    /// buffer it had once allocated (1-3 MB each, replicating one database at 1,000 tx/s). Only the pages a scan
+    /// reads into become resident, and a larger view reuses the mapping (and the pages already touched) instead of
+    /// a new block whose pages fault in again.
     func scanBuffer(frameSize: Int, expected: UInt64) -> UnsafeMutableRawBufferPointer {
         let floor = max(256 * 1024, 64 * frameSize)
         let fit = expected > UInt64(Self.maxBuffer) ? Self.maxBuffer : Int(expected)
         let want = max(floor, (fit + frameSize - 1) / frameSize * frameSize)
-        if let b = buffer, b.count >= want, b.count == floor || b.count <= 4 * want { return b }
-        buffer?.deallocate()
-        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: want, alignment: 16)
-        buffer = b
-        return b
+        if let m = mapping, m.count < want { releaseBuffer() }
+        if mapping == nil {
+            // `want` is at most `maxBuffer` rounded up to whole frames, or the floor.
+            let size = (max(Self.maxBuffer + frameSize, floor) + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+            let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let p, p != MAP_FAILED else {
+                // No address space for a mapping: a heap block of the wanted size, for this sync only.
+                let b = UnsafeMutableRawBufferPointer.allocate(byteCount: want, alignment: 16)
+                heapFallback?.deallocate()
+                heapFallback = b
+                return b
+            }
+            mapping = UnsafeMutableRawBufferPointer(start: p, count: size)
+        }
+        handedOut = max(handedOut, want)
+        return UnsafeMutableRawBufferPointer(rebasing: mapping![0..<want])
     }
 
-    /// Ends a sync: the buffer is kept only while batches are large (a busy database), so an idle one holds none
-    /// (with a thousand databases, 256 KiB each was most of the process's memory).
+    /// Ends a sync. Without `keepBufferUntilIdle`, a sync whose batch was small gives the buffer back at once (an
+    /// idle database holds none: with a thousand databases, 256 KiB each was most of the process's memory); with
+    /// it, the buffer stays until `releaseBuffer` (the database's idle release), so a busy database whose batches
+    /// vary does not map and fault in its buffer again and again.
     func endSync() {
-        if lastCopyBytes < Self.keepBufferFrom, let b = buffer {
-            b.deallocate()
-            buffer = nil
-        }
+        if lastCopyBytes < Self.keepBufferFrom && !keepBufferUntilIdle { releaseBuffer() }
+        heapFallback?.deallocate()
+        heapFallback = nil
     }
+
+    /// Gives the buffer back (its pages with it).
+    func releaseBuffer() {
+        if let m = mapping { munmap(m.baseAddress, m.count) }
+        mapping = nil
+        handedOut = 0
+    }
+
+    /// Bytes of the mapping that may be resident: the largest view handed out since it was mapped (for tests).
+    var residentBound: Int { handedOut }
+    /// The mapping's address and size, nil when none is held (for tests).
+    var mappedRegion: UnsafeMutableRawBufferPointer? { mapping }
 
     /// Whether a scratch buffer is held (for tests).
-    var holdsBuffer: Bool { buffer != nil }
+    var holdsBuffer: Bool { mapping != nil || heapFallback != nil }
 
-    /// Closes the descriptor (the buffer goes with the next `endSync` or the object).
+    /// Closes the descriptor (the buffer goes with `releaseBuffer`, the next `endSync` or the object).
     func close() { file = nil }
 }

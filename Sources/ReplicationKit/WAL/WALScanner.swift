@@ -52,8 +52,10 @@ public struct WALScanner {
         try findCommittedEnd(from: offset, checksum: checksum, buffer: buffer, firstRead: buffer.count, read: read).result
     }
 
-    /// The same, filling `buffer` front to back: the first read asks for about `firstRead` bytes, each next one
-    /// for twice as many, and only a full buffer starts over at its beginning. `inBuffer` tells that it never
+    /// The same, filling `buffer` front to back: the first read asks for about `firstRead` bytes, the next one for
+    /// 16 frames and each after it for twice as many, and only a full buffer starts over at its beginning. (Past
+    /// the new frames usually lie stale ones of an earlier WAL lifetime: reading on in small steps touches only the
+    /// pages of the buffer the batch needs, which keeps a large buffer's resident memory near the batch size.) `inBuffer` tells that it never
     /// did, so the verified bytes up to `committedEnd` are `buffer[0..<(committedEnd - offset)]`: a caller that
     /// guesses the size of the new region well reads it once, with no read past it.
     public func findCommittedEnd(from offset: UInt64, checksum: WALChecksum, buffer: UnsafeMutableRawBufferPointer,
@@ -68,6 +70,7 @@ public struct WALScanner {
         var filled = 0  // bytes read into the buffer
         var pos = 0  // buffer index of the next frame to verify
         var readSize = min(capacity, max(fs, (firstRead + fs - 1) / fs * fs))
+        var nextRead = 16 * fs
         var atEnd = false
         var startedOver = false
         var framesSinceCommit = 0
@@ -96,7 +99,8 @@ public struct WALScanner {
                 if n <= 0 { break }
                 filled += n
                 atEnd = n < want
-                readSize = min(capacity, readSize * 2)
+                readSize = min(capacity, nextRead)
+                nextRead *= 2
                 continue
             }
             let frame = UnsafeRawBufferPointer(rebasing: buffer[pos..<(pos + fs)])

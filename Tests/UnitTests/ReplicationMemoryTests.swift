@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+import TestFixtures
+@testable import ReplicationKit
+
+/// What a replicating launcher keeps resident (issue 15, "Peak RSS while replicating"): the sync's WAL scan reads
+/// little past the new frames.
+@Suite struct ReplicationMemoryTests {
+    /// The sync sizes its first read from the last batch; what follows the new frames (often stale frames of an
+    /// earlier WAL lifetime) is read 16 frames at a time, not twice the batch again, so a large scan buffer is
+    /// touched (made resident) only about as far as the batch reaches.
+    @Test func scanReadsLittlePastTheNewFrames() throws {
+        let batch = 40
+        var wal = WALFixture.makeWAL(frames: (1...UInt32(batch)).map { ($0, $0) })
+        let fs = 24 + 512
+        // 200 stale frames: bytes that do not continue the checksum chain.
+        wal += [UInt8](repeating: 0x5A, count: 200 * fs)
+        let h = try WALHeader(bytes: wal)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * fs, alignment: 16)
+        defer { buffer.deallocate() }
+        var furthest = 0
+        let (r, inBuffer) = try WALScanner(header: h).findCommittedEnd(
+            from: 32, checksum: h.checksumState, buffer: buffer, firstRead: batch * fs) { buf, off in
+            let s = Int(off), n = min(buf.count, wal.count - s)
+            wal.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)])) }
+            furthest = max(furthest, s + n)
+            return n
+        }
+        #expect(r.committedEnd == UInt64(32 + batch * fs))
+        #expect(inBuffer)
+        #expect(furthest <= 32 + (batch + 16) * fs, "read up to frame \((furthest - 32) / fs) for a batch of \(batch)")
+    }
+}
+
+/// The sync's WAL scan buffer is a view of one anonymous mapping per busy database (RealWAL), whatever pool thread
+/// runs the sync: it grows without a new allocation, only the pages a scan writes become resident, and its pages go
+/// when it is released.
+@Suite struct ScanBufferMappingTests {
+    /// Pages of `region` resident now (mincore on our own mapping).
+    static func residentPages(_ region: UnsafeMutableRawBufferPointer) -> Int {
+        let page = RealWAL.pageSize
+        var vec = [UInt8](repeating: 0, count: (region.count + page - 1) / page)
+        let rc = mincore(region.baseAddress!, region.count, &vec)
+        #expect(rc == 0, "mincore: errno \(errno)")
+        return vec.count { $0 & 1 != 0 }
+    }
+
+    @Test func growsInPlaceAndOnlyTouchedPagesAreResident() throws {
+        let wal = RealWAL(path: "/nonexistent-wal", keepBufferUntilIdle: true)
+        let fs = 4096 + 24
+        let small = wal.scanBuffer(frameSize: fs, expected: 0)
+        #expect(small.count == max(256 * 1024, 64 * fs))
+        let region = try #require(wal.mappedRegion)
+        #expect(region.count >= RealWAL.maxBuffer + fs, "a mapping that cannot hold the largest view")
+        #expect(Self.residentPages(region) == 0, "an untouched mapping is resident")
+        memset(small.baseAddress!, 0x5A, 100 * 1024)
+        #expect(Self.residentPages(region) == 100 * 1024 / RealWAL.pageSize, "pages no scan wrote are resident")
+
+        // A large batch: a larger view of the same mapping, the pages already written still there.
+        let big = wal.scanBuffer(frameSize: fs, expected: UInt64(8 << 20))
+        #expect(big.baseAddress == small.baseAddress, "the view moved: a new allocation")
+        #expect(big.count >= RealWAL.maxBuffer && big.count % fs == 0 && big.count <= region.count)
+        #expect(big.load(fromByteOffset: 1000, as: UInt8.self) == 0x5A)
+        #expect(wal.residentBound == big.count)
+
+        // A small batch keeps the buffer (busy database) ...
+        wal.lastCopyBytes = 100
+        wal.endSync()
+        #expect(wal.holdsBuffer)
+        // ... until the idle release.
+        wal.releaseBuffer()
+        #expect(!wal.holdsBuffer && wal.mappedRegion == nil)
+
+        // Without the idle release, a small batch gives it back at once.
+        let eager = RealWAL(path: "/nonexistent-wal")
+        _ = eager.scanBuffer(frameSize: fs, expected: 0)
+        eager.lastCopyBytes = 100
+        eager.endSync()
+        #expect(!eager.holdsBuffer)
+    }
+}
