@@ -147,8 +147,9 @@ extension Database {
     }
 
     /// Shrinks an idle database to what the read guard needs: closes the writer and the guard's spare, frees the
-    /// holder's cached pages and the sync's read buffer (README "Memory of idle databases"). The hold itself is untouched, and none of
-    /// these connections checkpoints on close, so nothing the application committed can escape the shadow WAL.
+    /// holder's cached pages and the sync's read buffer (README "Memory of idle databases"). The hold itself is
+    /// untouched, and none of these connections checkpoints on close, so nothing the application committed can
+    /// escape the shadow WAL.
     func releaseIdleConnections() {
         writeConnection?.close()
         writeConnection = nil
