@@ -239,6 +239,23 @@ struct DatabaseSyncTests {
         #expect(env.logs.contains("initialized db: \(env.path)"))
     }
 
+    /// One batch far larger than the sync's 256 KiB read buffer, mixing small transactions with one longer than the
+    /// buffer (copied in two passes from its start): the shadow index is still the real WAL byte for byte.
+    @Test func aBatchLargerThanTheReadBufferIsCopiedWhole() throws {
+        let env = try DBTestEnv()
+        try env.insert(2)
+        let db = try env.open()
+        try env.insert(120, size: 3000, oneTransaction: false)  // ~120 frames, one commit each
+        try env.insert(200, size: 2000)  // one transaction of ~100 frames (400 KB), longer than the buffer
+        try env.insert(90, size: 3000, oneTransaction: false)
+        try db.sync()
+        let p = env.pos
+        #expect(p.offset == UInt64(env.committedEnd), "not everything was copied: \(p)")
+        let shadow = try env.shadowIndex(p.generation, p.index)
+        let real = try WALFixture.read(env.path + "-wal")
+        #expect(shadow.count == real.count && shadow == real)
+    }
+
     @Test func shadowSegmentsEqualRealWALPrefix() throws {
         let env = try DBTestEnv()
         try env.insert(2)

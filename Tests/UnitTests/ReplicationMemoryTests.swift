@@ -79,3 +79,59 @@ import TestFixtures
         #expect(!eager.holdsBuffer)
     }
 }
+
+/// The sync's one-pass copy (CommittedFrameReader): the bytes it returns are exactly the WAL's committed frames, in
+/// order, through a buffer much smaller than the batch; a transaction longer than the buffer is reported, not split.
+@Suite struct CommittedFrameReaderTests {
+    /// Reads `wal` with a buffer of `bufferFrames` frames; returns what it returned and the reader.
+    static func readAll(_ wal: [UInt8], bufferFrames: Int, firstRead: Int) throws -> ([UInt8], CommittedFrameReader) {
+        let h = try WALHeader(bytes: wal)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferFrames * h.frameSize + 100, alignment: 16)
+        defer { buffer.deallocate() }
+        var reader = CommittedFrameReader(scanner: WALScanner(header: h), from: 32, checksum: h.checksumState,
+                                          buffer: buffer, firstRead: firstRead) { buf, off in
+            let s = min(Int(off), wal.count), n = min(buf.count, wal.count - s)
+            wal.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)])) }
+            return n
+        }
+        var out: [UInt8] = []
+        while let bytes = try reader.next() { out += bytes }
+        return (out, reader)
+    }
+
+    @Test func returnsExactlyTheCommittedFramesThroughASmallBuffer() throws {
+        // Transactions of 1 to 3 frames, 60 frames in all, then an open transaction and stale bytes.
+        var frames: [(UInt32, UInt32)] = []
+        for i in 1...60 { frames.append((UInt32(i), i % 3 == 0 || i % 7 == 0 ? UInt32(i) : 0)) }
+        frames.append((61, 0))
+        var wal = WALFixture.makeWAL(frames: frames)
+        wal += [UInt8](repeating: 0x33, count: 5 * (24 + 512))
+        let h = try WALHeader(bytes: wal)
+        let fs = h.frameSize
+        let committed = 32 + 60 * fs  // frame 60 is the last commit
+        let whole = try WALFixture.scan(wal)
+        for bufferFrames in [4, 5, 16, 200] {
+            for firstRead in [1, 10 * fs, 1 << 30] {
+                let (out, reader) = try Self.readAll(wal, bufferFrames: bufferFrames, firstRead: firstRead)
+                #expect(!reader.overflow, "buffer of \(bufferFrames) frames")
+                #expect(out == Array(wal[32..<committed]), "buffer of \(bufferFrames) frames, first read \(firstRead)")
+                #expect(reader.result == whole, "buffer of \(bufferFrames) frames, first read \(firstRead)")
+            }
+        }
+        #expect(whole.committedEnd == UInt64(committed))
+    }
+
+    @Test func aTransactionLongerThanTheBufferIsReportedNotSplit() throws {
+        // Two committed frames, then a transaction of 10 frames, then one more.
+        let frames: [(UInt32, UInt32)] = [(1, 1), (2, 2)] + (3...11).map { ($0, 0) } + [(12, 12), (13, 13)]
+        let wal = WALFixture.makeWAL(frames: frames)
+        let fs = 24 + 512
+        let (out, reader) = try Self.readAll(wal, bufferFrames: 4, firstRead: fs)
+        #expect(reader.overflow)
+        #expect(out == Array(wal[32..<(32 + 2 * fs)]), "returned more than the commits before the long transaction")
+        #expect(reader.result.committedEnd == UInt64(32 + 2 * fs))
+        // With room for it, the same WAL is returned whole.
+        let (all, r2) = try Self.readAll(wal, bufferFrames: 12, firstRead: fs)
+        #expect(!r2.overflow && all == Array(wal[32..<(32 + 13 * fs)]))
+    }
+}

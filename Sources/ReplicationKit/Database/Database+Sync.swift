@@ -160,66 +160,82 @@ extension Database {
 
     /// Copies committed frames after the cursor into a new shadow segment (REPLICATION §6.6).
     ///
-    /// The first pass over the real WAL finds the end of the last valid commit; the second streams exactly those
-    /// bytes into the segment while re-verifying the checksum chain, so memory stays bounded and an uncommitted
-    /// tail is never copied. When the first pass kept the whole new region in its buffer (sized from the last
-    /// batch, up to `RealWAL.maxBuffer`), its verified bytes are written as they are, without a second read.
+    /// One pass through one bounded buffer (`CommittedFrameReader`): each buffer-full of new frames is verified
+    /// against the checksum chain, and the transactions it completes go into the segment at once, so memory does
+    /// not grow with the batch and an uncommitted tail is never copied. No segment is written when nothing new is
+    /// committed. A transaction longer than the buffer is copied in two passes from its start: the first finds the
+    /// end of the last commit, the second reads those bytes again and re-verifies them while writing them.
     func copyFrames() throws {
         guard var c = cursor else { return }
         let scanner = WALScanner(header: c.header)
         let start = c.position.offset
-        // Sized by the last batch, not by the file: a restarted WAL keeps its old length, and the stale frames
-        // after the new ones would all be read.
-        let buffer = realWAL.scanBuffer(frameSize: c.header.frameSize, expected: 2 * realWAL.lastCopyBytes)
-        let guess = Int(min(realWAL.lastCopyBytes, UInt64(RealWAL.maxBuffer))) + 16 * c.header.frameSize
-        var inBuffer = false
-        let found: WALScanResult? = try realWAL.read { fd, _ in
-            let r = try scanner.findCommittedEnd(from: start, checksum: c.checksum, buffer: buffer, firstRead: guess) { buf, off in
-                try fd.pread(into: buf, at: off)
-            }
-            inBuffer = r.inBuffer
-            return r.result
+        let fs = c.header.frameSize
+        let buffer = realWAL.scanBuffer(frameSize: fs, expected: 0)
+        // The first read is sized by the last batch, not by the file: a restarted WAL keeps its old length, and
+        // the stale frames after the new ones would all be read.
+        let guess = Int(min(realWAL.lastCopyBytes, UInt64(buffer.count))) + 16 * fs
+        let g = c.position.generation
+        // The first frames of an index carry its header: one segment at offset 0.
+        let segmentStart = c.headerPending ? 0 : start
+        let copied: (scan: WALScanResult, segment: ShadowSegment)?
+        do {
+            copied = try realWAL.read { fd, _ -> (scan: WALScanResult, segment: ShadowSegment)? in
+                let pread: (UnsafeMutableRawBufferPointer, UInt64) throws -> Int = { buf, off in try fd.pread(into: buf, at: off) }
+                var reader = CommittedFrameReader(scanner: scanner, from: start, checksum: c.checksum, buffer: buffer,
+                                                  firstRead: guess, read: pread)
+                let first = try reader.next()
+                // A first transaction longer than the buffer: find its end before creating the segment.
+                var long: WALScanResult?
+                if first == nil {
+                    guard reader.overflow else { return nil }
+                    long = try scanner.findCommittedEnd(from: start, checksum: c.checksum, buffer: buffer, read: pread)
+                    guard long!.committedEnd > start else { return nil }
+                }
+                // The replicas and stream clients read the segment from memory (see `ShadowLog.append`).
+                let seg = try shadow.writeSegment(g, index: c.position.index, offset: segmentStart, keepCopy: true) { write in
+                    if c.headerPending { try c.header.bytes.withUnsafeBytes { try write($0) } }
+                    var chunk = first
+                    while let bytes = chunk {
+                        try write(bytes)
+                        chunk = try reader.next()
+                    }
+                    guard reader.overflow else { return }
+                    let from = reader.result.committedEnd
+                    let tail = try long ?? scanner.findCommittedEnd(from: from, checksum: reader.result.checksum,
+                                                                    buffer: buffer, read: pread)
+                    long = tail
+                    guard tail.committedEnd > from else { return }
+                    var running = reader.result.checksum
+                    var off = from
+                    while off < tail.committedEnd {
+                        let want = min(UInt64(buffer.count / fs * fs), tail.committedEnd - off)
+                        let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(want)])
+                        let (frames, _) = try fd.pread(into: piece, at: off) == Int(want)
+                            ? scanner.verifyFrames(UnsafeRawBufferPointer(piece), checksum: &running) : (0, false)
+                        guard frames * fs == Int(want) else { throw Self.changedWhileCopying(meta.walPath) }
+                        try write(UnsafeRawBufferPointer(piece))
+                        off += want
+                    }
+                    guard running == tail.checksum else { throw Self.changedWhileCopying(meta.walPath) }
+                }
+                var scan = reader.result
+                if let t = long, t.committedEnd > scan.committedEnd {
+                    scan.committedFrames += t.committedFrames
+                    (scan.committedEnd, scan.checksum, scan.lastCommitFrame) = (t.committedEnd, t.checksum, t.lastCommitFrame)
+                }
+                return (scan, seg)
+            } ?? nil
+        } catch {
+            throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
         }
-        guard let scan = found, scan.committedEnd > start else {
+        guard let (scan, seg) = copied else {
             realWAL.lastCopyBytes = 0
             markCopiedUnderGuard()
             return
         }
         let end = scan.committedEnd
         realWAL.lastCopyBytes = end - start
-        let g = c.position.generation
-        let verifiedInBuffer = inBuffer && end - start <= UInt64(buffer.count)
-        // The first frames of an index carry its header: one segment at offset 0.
-        let segmentStart = c.headerPending ? 0 : start
-        do {
-            // The replicas and stream clients read the segment from memory (see `ShadowLog.append`).
-            let seg = try shadow.writeSegment(g, index: c.position.index, offset: segmentStart, keepCopy: true) { write in
-                if c.headerPending { try c.header.bytes.withUnsafeBytes { try write($0) } }
-                if verifiedInBuffer {
-                    try write(UnsafeRawBufferPointer(rebasing: buffer[0..<Int(end - start)]))
-                    return
-                }
-                guard try realWAL.read({ fd, _ -> Bool in
-                    var running = c.checksum
-                    var off = start
-                    while off < end {
-                        let want = min(UInt64(buffer.count / c.header.frameSize * c.header.frameSize), end - off)
-                        let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(want)])
-                        guard try fd.pread(into: chunk, at: off) == Int(want) else { return false }
-                        let (frames, _) = scanner.verifyFrames(UnsafeRawBufferPointer(chunk), checksum: &running)
-                        guard frames * c.header.frameSize == Int(want) else { return false }
-                        try write(UnsafeRawBufferPointer(chunk))
-                        off += want
-                    }
-                    return running == scan.checksum
-                }) == true else {
-                    throw ReplicationError(.io, "cannot copy to shadow wal: \(meta.walPath) changed while copying")
-                }
-            }
-            shadowLog.append(seg, generation: g)
-        } catch {
-            throw (error as? ReplicationError)?.wrapped("cannot copy to shadow wal") ?? error
-        }
+        shadowLog.append(seg, generation: g)
         metrics.addShadowBytes(end - segmentStart)
         try positionFile.write(WALPosition(generation: g, index: c.position.index, offset: segmentStart))
         c.headerPending = false
@@ -229,6 +245,10 @@ extension Database {
         cursor = c
         markCopiedUnderGuard()
         publish()
+    }
+
+    static func changedWhileCopying(_ path: String) -> ReplicationError {
+        ReplicationError(.io, "cannot copy to shadow wal: \(path) changed while copying")
     }
 
     /// Records that the current lifetime is copied to its committed end while the read guard is held.

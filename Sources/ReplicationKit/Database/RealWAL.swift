@@ -21,9 +21,7 @@ final class RealWAL {
     /// WAL bytes the last copy took (sizes the next read and the buffer).
     var lastCopyBytes: UInt64 = 0
 
-    /// Largest scratch buffer: twice a batch of 1,000 one-page transactions a second at the longest batching delay
-    /// (250 ms). A larger batch (a sync held up) is read twice, once to find its last commit and once to copy it,
-    /// instead of keeping up to 4 MiB resident for the rest of the busy period.
+    /// Largest scratch buffer a caller can ask for (the sync's copy asks for the smallest: it streams).
     static let maxBuffer = 2 << 20
     /// Batches smaller than this do not keep their buffer between syncs.
     static let keepBufferFrom: UInt64 = 64 * 1024
