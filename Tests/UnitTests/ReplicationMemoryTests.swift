@@ -135,3 +135,28 @@ import TestFixtures
         #expect(!r2.overflow && all == Array(wal[32..<(32 + 13 * fs)]))
     }
 }
+
+/// Hundreds of reads through a buffer of a frame or two (a long transaction, a long batch): the read size stops
+/// growing at the buffer's size (it once doubled without bound, and overflowed after some 50 reads).
+@Suite struct ManyReadsTests {
+    @Test func longScansThroughTinyBuffersEndWhereTheWALEnds() throws {
+        let frames: [(UInt32, UInt32)] = (1...250).map { ($0, $0 % 50 == 0 ? $0 : 0) }  // the fixture's fill is a byte
+        let wal = WALFixture.makeWAL(frames: frames)
+        let h = try WALHeader(bytes: wal)
+        let fs = h.frameSize
+        let read: (UnsafeMutableRawBufferPointer, UInt64) throws -> Int = { buf, off in
+            let s = min(Int(off), wal.count), n = min(buf.count, wal.count - s)
+            wal.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[s..<(s + n)])) }
+            return n
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * fs, alignment: 16)
+        defer { buffer.deallocate() }
+        let (r, _) = try WALScanner(header: h).findCommittedEnd(from: 32, checksum: h.checksumState, buffer: buffer,
+                                                                firstRead: fs, read: read)
+        #expect(r.committedEnd == UInt64(32 + 250 * fs))
+        // Every frame a commit: the reader hands out each one through a one-frame buffer.
+        let single = WALFixture.makeWAL(frames: (1...250).map { ($0, $0) })
+        let (out, reader) = try CommittedFrameReaderTests.readAll(single, bufferFrames: 1, firstRead: fs)
+        #expect(!reader.overflow && out == Array(single[32...]))
+    }
+}

@@ -96,7 +96,7 @@ struct CommittedFrameReader {
             filled += n
             atEnd = n < want
             readSize = min(capacity, nextRead)
-            nextRead *= 2
+            nextRead = min(capacity, nextRead * 2)
         }
         if let p = lastCommitAt {
             result.lastCommitFrame = Array(UnsafeRawBufferPointer(rebasing: buffer[p..<(p + fs)]))

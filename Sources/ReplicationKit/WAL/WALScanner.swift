@@ -100,7 +100,7 @@ public struct WALScanner {
                 filled += n
                 atEnd = n < want
                 readSize = min(capacity, nextRead)
-                nextRead *= 2
+                nextRead = min(capacity, nextRead * 2)
                 continue
             }
             let frame = UnsafeRawBufferPointer(rebasing: buffer[pos..<(pos + fs)])
