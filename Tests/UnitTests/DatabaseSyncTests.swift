@@ -282,8 +282,8 @@ struct DatabaseSyncTests {
         #expect(try env.restoredRows() == env.appRows())
     }
 
-    /// Closing an inotify descriptor waits for the kernel to free its watches (an RCU grace period, 10–20 ms);
-    /// a stopped watcher does it on its own thread, so that wait overlaps the final sync instead of the exit.
+    /// A stopped watcher closes its inotify descriptor on its own thread soon after `stop()` (see the next test),
+    /// without waiting for `deinit`, and refuses new watches.
     @Test func aStoppedFileWatcherClosesItsInotifyDescriptorAtOnce() throws {
         let env = try DBTestEnv()
         let watcher = try FileWatcher(logger: Logger(label: "watcher-test"))
@@ -294,6 +294,24 @@ struct DatabaseSyncTests {
         while !watcher.inotifyIsClosed && ContinuousClock.now < deadline { usleep(1000) }
         #expect(watcher.inotifyIsClosed, "the watcher still holds its inotify descriptor after stop()")
         #expect(throws: ReplicationError.self) { try watcher.watch(databasePath: env.path + "2") { ContinuousClock.now } }
+    }
+
+    /// `stop()` removes every watch from the kernel before it returns, while the descriptor stays open until
+    /// `closeDelay`: the kernel frees the watches in the background, so the later close (or the process's exit)
+    /// does not wait for an RCU grace period, as closing a descriptor that still has watches does (10–20 ms).
+    @Test func stoppingTheFileWatcherRemovesItsWatchesAtOnceAndClosesLater() throws {
+        let env = try DBTestEnv()
+        let other = try DBTestEnv()
+        let watcher = try FileWatcher(logger: Logger(label: "watcher-test"), closeDelay: .seconds(3))
+        try watcher.watch(databasePath: env.path) { ContinuousClock.now }
+        try watcher.watch(databasePath: other.path) { ContinuousClock.now }
+        #expect(watcher.kernelWatchCount == 2)
+        watcher.stop()
+        #expect(watcher.kernelWatchCount == 0, "stop() left watches in the kernel (or closed the descriptor at once)")
+        #expect(!watcher.inotifyIsClosed)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !watcher.inotifyIsClosed && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(watcher.inotifyIsClosed, "the watcher still holds its inotify descriptor long after its close delay")
     }
 
     /// A restarted WAL's header travels with its first frames: the new index starts with one segment at offset 0
