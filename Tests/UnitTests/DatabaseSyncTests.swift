@@ -314,6 +314,33 @@ struct DatabaseSyncTests {
         #expect(watcher.inotifyIsClosed, "the watcher still holds its inotify descriptor long after its close delay")
     }
 
+    /// The final sync's checkpoint (`checkpointBeforeClose`) runs on the database's lane while the replicas upload:
+    /// once the lane has run it, the database file alone holds every committed row, and it wrote nothing to the WAL
+    /// (no restart, no row of ours), so the shadow WAL the replicas upload is unchanged.
+    @Test func theShutdownCheckpointFillsTheDatabaseFileBeforeCloseAndLeavesTheWALAlone() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        try env.insert(300, size: 1000)
+        try db.sync()
+        let position = env.pos
+        let wal = try WALFixture.read(env.path + "-wal")
+        db.checkpointBeforeClose()
+        db.onQueue {}  // runs after the checkpoint queued before it
+        #expect(db.isOpen)
+        #expect(env.pos == position)
+        #expect(try WALFixture.read(env.path + "-wal") == wal, "the shutdown checkpoint wrote to the WAL")
+        // A copy of the database file without its WAL has every row: the checkpoint copied every frame into it.
+        let copy = env.dir + "/file-alone.db"
+        try FileManager.default.copyItem(atPath: env.path, toPath: copy)
+        let c = try SQLiteConnection(path: copy)
+        defer { c.close() }
+        #expect(try c.queryInt("SELECT count(*) FROM t") == env.app!.queryInt("SELECT count(*) FROM t"))
+        try env.insert(1)
+        try db.sync()
+        #expect(env.pos.generation == position.generation && env.pos.index == position.index)
+        try db.close()
+    }
+
     /// A restarted WAL's header travels with its first frames: the new index starts with one segment at offset 0
     /// holding both (a header-only segment of its own cost a file, an fsync and a replica object per restart),
     /// and a replica synced after the restart stores that index as one object which restores.
