@@ -341,6 +341,27 @@ struct DatabaseSyncTests {
         try db.close()
     }
 
+    /// Before the final sync a replica stops taking the database's wake-ups (`ignoreWakeUps`): a wake-up queues an
+    /// item on the replica's lane that the final sync's `stop` would wait for. A replica that takes them (the
+    /// control) has a sync scheduled once its lane has run what was queued; one that ignores them has not.
+    @Test func aReplicaIgnoringWakeUpsQueuesNothingForTheFinalSyncToWaitFor() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        var options = ReplicaOptions()
+        options.syncInterval = .seconds(3600)
+        let quiet = Replica(name: "quiet", client: FileReplicaClient(root: env.dir + "/quiet"), db: db, options: options,
+                            logger: Logger(label: "replica-test"))
+        let control = Replica(name: "control", client: FileReplicaClient(root: env.dir + "/control"), db: db,
+                              options: options, logger: Logger(label: "replica-test"))
+        quiet.ignoreWakeUps()
+        quiet.shadowDidChange()
+        control.shadowDidChange()
+        #expect(quiet.queue.syncInOrder { quiet.syncScheduled } == false, "a wake-up was queued after ignoreWakeUps()")
+        #expect(control.queue.syncInOrder { control.syncScheduled } == true)
+        try quiet.stop(finalSync: false)
+        try control.stop(finalSync: false)
+    }
+
     /// A restarted WAL's header travels with its first frames: the new index starts with one segment at offset 0
     /// holding both (a header-only segment of its own cost a file, an fsync and a replica object per restart),
     /// and a replica synced after the restart stores that index as one object which restores.

@@ -169,12 +169,13 @@ public final class Database: @unchecked Sendable {
         try onQueue { try syncOnQueue() }
     }
 
-    /// Final sync, then releases the read guard and closes connections and descriptors.
-    public func close() throws {
+    /// Final sync (unless `syncFirst` is false: the caller synced just before), then releases the read guard and
+    /// closes connections and descriptors.
+    public func close(syncFirst: Bool = true) throws {
         try onQueue {
             guard !closed else { return }
             var firstError: (any Error)?
-            if readGuard != nil {
+            if syncFirst, readGuard != nil {
                 do { try syncOnQueue() } catch { firstError = error }
             }
             closed = true
