@@ -362,6 +362,31 @@ struct DatabaseSyncTests {
         try control.stop(finalSync: false)
     }
 
+    /// After the final sync's `lastSync()`, a background sync still scheduled (a file event, a retry) copies
+    /// nothing, so the close waiting for the lane does not pay for one; before it, the same event copies.
+    @Test func afterTheLastSyncABackgroundSyncCopiesNothing() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        /// Schedules a background sync as a file event does and waits until the lane has run it.
+        func backgroundSync() {
+            db.notifyChanged()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while db.syncPending.current != nil && ContinuousClock.now < deadline { usleep(1000) }
+            db.onQueue {}
+        }
+        try env.insert(1)
+        backgroundSync()
+        #expect(env.pos.offset == env.committedEnd, "the control: a background sync copies the new frames")
+        try db.lastSync()
+        let last = env.pos
+        try env.insert(1)
+        backgroundSync()
+        #expect(env.pos == last, "a background sync copied frames after lastSync()")
+        #expect(env.committedEnd > last.offset)
+        try db.close()  // its own sync copies them
+        #expect(try ShadowWAL(meta: env.meta).currentGeneration() == last.generation)
+    }
+
     /// A restarted WAL's header travels with its first frames: the new index starts with one segment at offset 0
     /// holding both (a header-only segment of its own cost a file, an fsync and a replica object per restart),
     /// and a replica synced after the restart stores that index as one object which restores.

@@ -276,7 +276,7 @@ public final class Replicator: @unchecked Sendable {
         let db = e.database
         for r in e.replicas { r.ignoreWakeUps() }
         var synced = true
-        do { try db.sync() } catch {
+        do { try db.lastSync() } catch {
             synced = false
             failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
         }
