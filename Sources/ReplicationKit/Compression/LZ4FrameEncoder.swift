@@ -81,10 +81,12 @@ public final class LZ4FrameEncoder {
         precondition(!finished, "LZ4FrameEncoder.write called after finish()")
         guard !failed else { throw LZ4Error("lz4 encoder failed earlier") }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        if contentChecksum { checksum.update(bytes) }
         var offset = 0
         while offset < bytes.count {
             let len = min(Self.chunkSize, bytes.count - offset)
+            // Checksummed chunk by chunk, just before it is compressed: the chunk is then still in the cache (a
+            // pass over a whole batch of WAL first, up to megabytes, left the compressor reading it from memory).
+            if contentChecksum { checksum.update(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + len)])) }
             if out.count - filled < bound { try flush() }
             let dst = out.baseAddress! + filled
             let n = Int(LZ4_compress_fast_extState(state, (base + offset).assumingMemoryBound(to: CChar.self),

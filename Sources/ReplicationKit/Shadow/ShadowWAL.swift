@@ -89,6 +89,11 @@ public struct ShadowWAL: Sendable {
         var copy: [UInt8]? = keepCopy ? [] : nil
         var length: UInt64 = 0
         do {
+            // With content checksum, although every byte was just verified against SQLite's checksum chain: the
+            // readers of a segment that do not check that chain rely on it. A live follower (`StreamApplier`)
+            // takes the frames of a streamed segment and writes its own salts and checksums, and a replica that
+            // uploads a segment read back from its file (after a restart) copies its blocks; the XXH32 is what
+            // catches a segment damaged on disk or on the way.
             let encoder = try LZ4FrameEncoder { bytes in
                 try fd.writeAll(bytes)
                 if copy != nil {
