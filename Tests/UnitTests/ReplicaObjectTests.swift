@@ -112,4 +112,25 @@ struct ReplicaObjectTests {
         #expect(try restoredRows(env, root: other) == env.appRows())
         _ = replica
     }
+
+    /// After a restart the pending segments are read back from their files (no bytes in memory, length unknown):
+    /// each is decoded once to check its checksum and measure it, and its blocks still go into the object as they are.
+    @Test func segmentsReadBackFromTheirFilesAfterARestartAreCopiedToo() throws {
+        let (env, db, _, start) = try Self.threeSegmentsPending("")
+        let root = env.dir + "/replica"
+        let g = start.generation
+        let segs = try ShadowWAL(meta: env.meta).segments(g, index: start.index).filter { $0.offset >= start.offset }
+        let frames = try segs.map { try WALFixture.read($0.path) }
+        try db.close()
+        let reopened = try env.open()
+        #expect(try reopened.shadowLog.segments(generation: g, fromIndex: start.index).flatMap(\.segments)
+            .allSatisfy { $0.compressed == nil && $0.length == nil })
+        let replica = Replica(name: "file", client: FileReplicaClient(root: root), db: reopened, options: ReplicaOptions(),
+                              logger: Logger(label: "replica-test"))
+        try replica.sync()
+        let object = try WALFixture.read(root + "/" + ReplicaPaths.walSegment(g, index: start.index, offset: start.offset))
+        #expect(object == headerWithoutChecksum + frames.flatMap(blocks) + [0, 0, 0, 0])
+        #expect(replica.position == env.pos)
+        #expect(try restoredRows(env, root: root) == env.appRows())
+    }
 }
