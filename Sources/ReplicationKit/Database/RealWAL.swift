@@ -15,8 +15,10 @@ final class RealWAL {
     /// WAL bytes the last copy took (sizes the next read and the buffer).
     var lastCopyBytes: UInt64 = 0
 
-    /// Largest scratch buffer (one sync's batch at high write rates).
-    static let maxBuffer = 4 << 20
+    /// Largest scratch buffer. A batch that does not fit is read twice (found, then verified and copied in
+    /// pieces); a buffer the size of a 1 s batch at 1,000 tx/s (4 MiB) saved no measurable CPU and was a sixth of
+    /// the replicating process's peak RSS (bench/RESULTS.md, session 9). Pages over 4 KiB get 64 frames anyway.
+    static let maxBuffer = 256 * 1024
     /// Batches smaller than this do not keep their buffer between syncs.
     static let keepBufferFrom: UInt64 = 64 * 1024
 
