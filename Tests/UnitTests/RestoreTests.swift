@@ -350,6 +350,32 @@ struct RestoreTests {
         #expect(try outputFiles(out).isEmpty)
     }
 
+    /// A replica object made of copied blocks has no content checksum, and a byte changed in a stored block
+    /// decodes without complaint from LZ4: the WAL frames' own checksum chain still catches it.
+    @Test func aCorruptObjectWithoutContentChecksumIsCaughtByTheWALChecksums() throws {
+        let r = try standardReplica()
+        defer { try? FileSystem.removeTree(r.dir) }
+        let name = ReplicaPaths.walSegment(r.gen, index: 1, offset: 0)
+        let wal = try LZ4.decompress(try readFile(r.dir + "/replica/" + name))
+        var object: [UInt8] = []
+        let encoder = try LZ4FrameEncoder(contentChecksum: false) { object.append(contentsOf: $0) }
+        try wal.withUnsafeBytes { try encoder.appendBlock(sizeWord: UInt32(wal.count) | 0x8000_0000, data: $0) }
+        try encoder.finish()
+        #expect(Array(object.prefix(7)) == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73])
+        try writeFile(r.dir + "/replica/" + name, object)
+        let out = r.dir + "/out.db"
+        // Intact, it restores.
+        let (logger, _) = makeLogger()
+        try Restorer.restore(client: r.client, options: RestoreOptions(outputPath: out), logger: logger)
+        try FileSystem.remove(out)
+        object[7 + 4 + 32 + 24 + 100] ^= 0xff  // a byte of frame 1's page, inside the stored block
+        try writeFile(r.dir + "/replica/" + name, object)
+        #expect(try LZ4.decompress(object).count == wal.count)
+        try expectRestoreError(r.client, RestoreOptions(outputPath: out),
+                               contains: "cannot apply wal: generations/\(r.gen.name)/wal/0000000000000001: frame 1 checksum mismatch")
+        #expect(try outputFiles(out).isEmpty)
+    }
+
     @Test func existingOutputIsUntouched() throws {
         let r = try standardReplica()
         defer { try? FileSystem.removeTree(r.dir) }

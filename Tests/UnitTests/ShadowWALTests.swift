@@ -1,3 +1,4 @@
+import CLZ4
 import Foundation
 import Testing
 @testable import ReplicationKit
@@ -78,6 +79,65 @@ struct ShadowWALTests {
         var fileOnly = seg
         fileOnly.compressed = nil
         #expect(throws: (any Error).self) { try f.shadow.readSegment(fileOnly) }
+    }
+
+    /// A replica copies a segment's blocks into its object: from the bytes kept in memory without reading the file,
+    /// from the file (listed, or with its copy dropped) after decoding it once to check its content checksum.
+    @Test func copyBlocksTakesTheSegmentsBlocksFromMemoryOrTheCheckedFile() throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let data = (0..<150_000).map { UInt8(truncatingIfNeeded: ($0 &* 7 / 5) ^ ($0 >> 9)) }
+        let seg = try f.shadow.writeSegment(f.g, index: 0, offset: 32, keepCopy: true) { write in
+            try WALFixture.feed(write, data)
+        }
+        #expect(seg.length == UInt64(data.count))
+        let raw = try WALFixture.read(seg.path)
+        let expected = [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73] + raw[7..<(raw.count - 8)] + [0, 0, 0, 0]
+        var fileOnly = seg
+        fileOnly.compressed = nil
+        let listed = try #require(try f.shadow.segments(f.g, index: 0).first)
+        #expect(listed.length == nil && listed.compressed == nil)
+        func copy(_ s: ShadowSegment) throws -> (UInt64?, [UInt8]) {
+            var object: [UInt8] = []
+            let encoder = try LZ4FrameEncoder(contentChecksum: false) { object.append(contentsOf: $0) }
+            let n = try f.shadow.copyBlocks(of: s, durable: true, to: encoder)
+            try encoder.finish()
+            return (n, object)
+        }
+        for s in [seg, fileOnly, listed] {
+            let (n, object) = try copy(s)
+            #expect(n == UInt64(data.count))
+            #expect(object == expected)
+        }
+        // A damaged file: the kept bytes are still copied (the file is not read), the file alone is refused.
+        var damaged = raw
+        damaged[damaged.count - 1] ^= 0x01
+        try WALFixture.write(seg.path, damaged)
+        #expect(try copy(seg).1 == expected)
+        for s in [fileOnly, listed] {
+            do {
+                _ = try copy(s)
+                Issue.record("a segment file with a wrong content checksum was copied")
+            } catch {
+                #expect("\(error)".contains(seg.path) && "\(error)".contains("ERROR_contentChecksum_invalid"), "\(error)")
+            }
+        }
+    }
+
+    /// A segment whose frame has linked blocks (not one this project writes, but a valid LZ4 frame) is not copied:
+    /// nil, with nothing appended, so the replica decodes it instead.
+    @Test func aSegmentWithLinkedBlocksIsLeftToTheDecoder() throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let seg = try f.put((0..<200_000).map { UInt8(truncatingIfNeeded: $0 / 7) }, 0..<200_000, index: 0)
+        let data = try f.shadow.readSegment(seg)
+        try WALFixture.write(seg.path, liblz4OneShot(data, blockSize: LZ4F_max64KB, linked: true))
+        var object: [UInt8] = []
+        let encoder = try LZ4FrameEncoder(contentChecksum: false) { object.append(contentsOf: $0) }
+        #expect(try f.shadow.copyBlocks(of: seg, durable: false, to: encoder) == nil)
+        try encoder.finish()
+        #expect(object == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73, 0, 0, 0, 0])
+        #expect(try f.shadow.readSegment(seg) == data)
     }
 
     @Test func failedSegmentWriteLeavesNothing() throws {

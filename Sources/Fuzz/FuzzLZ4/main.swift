@@ -1,6 +1,7 @@
 // Fuzzes the LZ4 frame codec: `LZ4.decompress`, `LZ4FrameDecoder` (streamed in odd-sized pieces, with and without
-// checksum verification), `LZ4ParallelDecoder` (the restore's snapshot decoder, 1-3 workers, into a scratch file)
-// and, for what decodes, `LZ4.compress`.
+// checksum verification), `LZ4ParallelDecoder` (the restore's snapshot decoder, 1-3 workers, into a scratch file),
+// `LZ4BlockCopier` (a frame's blocks copied into a frame without content checksum, as replica objects are made)
+// and, for what decodes, `LZ4.compress` and the encoder without content checksum.
 //
 // Input: byte 0 seeds the piece sizes; the rest is decoded as LZ4 frames. When byte 0 is odd the rest is also
 // compressed and must decompress to itself.
@@ -65,6 +66,26 @@ func streamDecode(_ bytes: [UInt8], seed: UInt8, verify: Bool) throws -> [UInt8]
     return out
 }
 
+/// Copies the blocks of `bytes` (one frame) into a frame without content checksum, twice (two segments of one
+/// replica object), reading the source in odd-sized pieces. Returns the object and the length `copyFrame` measured.
+func copyTwice(_ bytes: [UInt8], seed: UInt8, verify: Bool) throws -> (object: [UInt8], length: UInt64?) {
+    var object: [UInt8] = []
+    let encoder = try LZ4FrameEncoder(contentChecksum: false) { object.append(contentsOf: $0) }
+    var chunker = FuzzChunker(seed: UInt64(seed) &+ 3)
+    var length: UInt64?
+    for _ in 0..<2 {
+        var position = 0
+        length = try LZ4BlockCopier.copyFrame(from: { buffer in
+            let n = min(buffer.count, bytes.count - position, chunker.next(max: 5003))
+            bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + position, byteCount: n) }
+            position += n
+            return n
+        }, to: encoder, verify: verify)
+    }
+    try encoder.finish()
+    return (object, length)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = fuzzBytes(data, size)
@@ -97,6 +118,21 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         fuzzCheck(oneShot == nil, "parallel decode failed where one-shot succeeded: \(error)")
     }
 
+    // Copying the blocks: what a verified copy accepts decodes (one frame), and the object made of two copies decodes
+    // to it twice; an unverified copy may accept more (it trusts the bytes) but never crashes.
+    do {
+        let (object, length) = try copyTwice(frame, seed: seed, verify: true)
+        fuzzCheck(oneShot != nil, "a verified block copy accepted what the decoder refuses")
+        fuzzCheck(length == UInt64(oneShot?.count ?? -1), "block copy measured \(length ?? 0) bytes, decoder \(oneShot?.count ?? -1)")
+        fuzzCheck(Array(object.prefix(7)) == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73], "copied frame header")
+        fuzzCheck(try LZ4.decompress(object) == oneShot! + oneShot!, "copied blocks decode differently")
+    } catch {
+        fuzzCheck(error is LZ4Error || error is LZ4BlockCopier.NotCopyable, "block copy threw \(type(of: error)): \(error)")
+    }
+    if let (object, _) = try? copyTwice(frame, seed: seed, verify: false) {
+        fuzzCheck(Array(object.prefix(7)) == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x70, 0x73], "copied frame header")
+    }
+
     // Skipping checksums never rejects what verifying accepts, and yields the same bytes.
     if let oneShot {
         do {
@@ -109,6 +145,11 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         do {
             let again = try LZ4.decompress(try LZ4.compress(oneShot))
             fuzzCheck(again == oneShot, "re-encoded frame decodes differently")
+            var plain: [UInt8] = []
+            let encoder = try LZ4FrameEncoder(contentChecksum: false) { plain.append(contentsOf: $0) }
+            try encoder.write(oneShot)
+            try encoder.finish()
+            fuzzCheck(try LZ4.decompress(plain) == oneShot, "frame without content checksum decodes differently")
         } catch {
             fuzzCheck(false, "re-encoding failed: \(error)")
         }

@@ -24,7 +24,8 @@ enum ReplicateCommand {
     sync failed).
 
     Settings from the environment: LAUNCHER_IO_THREADS (threads per I/O pool:
-    one pool per replica type and one for /stream sessions; default 16),
+    one pool for the databases, one per replica type and one for /stream
+    sessions; default 16),
     LAUNCHER_SYNC_CONCURRENCY (databases in the final sync at once; default 16),
     LAUNCHER_LOG_LEVEL (debug for more).
 

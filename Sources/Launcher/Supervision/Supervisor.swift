@@ -148,6 +148,8 @@ final class Supervisor {
             logger.info("signal received: \(SignalName.name(sig)), ignored (no exec process)")
         case .startFinalSync:
             health.phase.withLock { $0 = .stopping }
+            // The sync thread first: its start (0.2-0.5 ms measured on a loaded machine) overlaps the log lines.
+            finalSync = FinalSync(replicator: replicator, timeout: shutdownTimeout)
             if machine.supervisesChild {
                 logger.info("subprocess exited, litestream shutting down")
             } else {
@@ -155,7 +157,6 @@ final class Supervisor {
             }
             let limit = shutdownTimeout.map { "timeout \(GoDuration.format($0))" } ?? "no timeout"
             logger.info("final sync of every database to every replica (\(limit))")
-            finalSync = FinalSync(replicator: replicator, timeout: shutdownTimeout)
         case .hintSecondStop(let sig):
             logger.info("signal received: \(SignalName.name(sig)) during the final sync; send TERM or INT again to stop waiting for it")
         case .exit(let code, let reason):

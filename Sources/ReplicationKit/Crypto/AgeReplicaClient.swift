@@ -17,7 +17,7 @@ public struct AgeConfig: Sendable {
 /// Litestream 0.3.13 writes with `age` configured): `encrypt(lz4(data))`. Encryption runs inside the base client's
 /// write, decryption inside reads of the returned source, so both happen on the caller's (replica or restore)
 /// thread, one 64 KiB chunk at a time. Listings, names and deletions pass through; sizes are the encrypted sizes.
-public final class AgeReplicaClient: ReplicaClient {
+public final class AgeReplicaClient: WrappingReplicaClient {
     /// The client that stores the encrypted objects.
     public let base: any ReplicaClient
     /// The keys.
@@ -29,18 +29,7 @@ public final class AgeReplicaClient: ReplicaClient {
         self.config = config
     }
 
-    public var type: String { base.type }
-    public var location: String { base.location }
     public var canReadObjects: Bool { !config.identities.isEmpty && base.canReadObjects }
-
-    public func generations() throws -> [Generation] { try base.generations() }
-    public func snapshots(generation: Generation) throws -> [SnapshotInfo] { try base.snapshots(generation: generation) }
-    public func walSegments(generation: Generation) throws -> [WALSegmentInfo] { try base.walSegments(generation: generation) }
-    public func objectName(snapshot: SnapshotInfo) -> String { base.objectName(snapshot: snapshot) }
-    public func objectName(segment: WALSegmentInfo) -> String { base.objectName(segment: segment) }
-    public func deleteGeneration(_ generation: Generation) throws { try base.deleteGeneration(generation) }
-    public func deleteSnapshot(_ snapshot: SnapshotInfo) throws { try base.deleteSnapshot(snapshot) }
-    public func deleteWALSegments(_ segments: [WALSegmentInfo]) throws { try base.deleteWALSegments(segments) }
 
     public func writeSnapshot(generation: Generation, index: UInt32, body: ObjectBody) throws -> SnapshotInfo {
         let recipients = try writeRecipients()

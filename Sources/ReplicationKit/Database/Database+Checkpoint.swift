@@ -14,6 +14,23 @@ extension Database {
         try checkpointOnQueue(mode, restart: restart)
     }
 
+    /// Starts the shutdown's checkpoint of the database file on the database's lane and returns at once, so it
+    /// runs while the replicas upload their final sync; `close()` then waits for it.
+    ///
+    /// Upstream's last close checkpoints the WAL into the database file, and so does ours (`ReadGuard.close`): the
+    /// file is complete after exit. Done here, that work overlaps the uploads instead of following them, and the
+    /// close finds nothing left to copy. PASSIVE without a WAL restart: it writes nothing to the WAL, so the
+    /// shadow WAL (and what the replicas upload) is unchanged, and a snapshot's read transaction still keeps
+    /// newer pages out of the file. Its failure is only logged: the close checkpoints again.
+    public func checkpointBeforeClose() {
+        queue.async { [self] in
+            guard !closed, readGuard != nil, activeSnapshots == 0 else { return }
+            do { try checkpointOnQueue(.passive, restart: false) } catch {
+                logger.debug("shutdown checkpoint skipped: \(error.oneLine)")
+            }
+        }
+    }
+
     /// Runs a checkpoint now (waits for the database queue); see `checkpointOnQueue`.
     public func checkpoint(_ mode: CheckpointMode) throws {
         try onQueue { try checkpointOnQueue(mode) }

@@ -6,7 +6,12 @@ public struct DatabaseOptions: Sendable {
     /// and falls back to `monitorDelayInterval` after a sync that found nothing. Nothing is at risk meanwhile
     /// (the read guard keeps every frame in the WAL until it is copied); it only saves work. Set it equal to
     /// `monitorDelayInterval` for a fixed delay.
-    public var maxMonitorDelayInterval: Duration = .milliseconds(250)
+    ///
+    /// One second, upstream 0.3.13's monitor interval: at 1,000 transactions a second, 250 ms cost about a third
+    /// more CPU per transaction (four shadow segments, fsyncs and checkpoints per replica upload instead of one;
+    /// bench/RESULTS.md, session 9). A replica uploads once per `sync-interval` (1 s) anyway, and a live follower
+    /// attached turns batching off (`Database.adaptDelay`).
+    public var maxMonitorDelayInterval: Duration = .seconds(1)
     /// Checkpoint when the database file has not changed for this long and the WAL holds more than one frame; 0 disables.
     public var checkpointInterval: Duration = .seconds(60)
     /// WAL size in pages at which a PASSIVE checkpoint is attempted (must be > 0).

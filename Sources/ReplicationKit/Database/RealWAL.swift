@@ -21,8 +21,10 @@ final class RealWAL {
     /// WAL bytes the last copy took (sizes the next read and the buffer).
     var lastCopyBytes: UInt64 = 0
 
-    /// Largest scratch buffer a caller can ask for (the sync's copy asks for the smallest: it streams).
-    static let maxBuffer = 2 << 20
+    /// Largest scratch buffer a caller can ask for. The sync's copy asks for the smallest (256 KiB, or 64 frames
+    /// for pages over 4 KiB) and streams the batch through it (`CommittedFrameReader`); a buffer the size of a 1 s
+    /// batch at 1,000 tx/s (4 MiB) was a sixth of the replicating process's peak RSS (bench/RESULTS.md, session 9).
+    static let maxBuffer = 256 * 1024
     /// Batches smaller than this do not keep their buffer between syncs.
     static let keepBufferFrom: UInt64 = 64 * 1024
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))

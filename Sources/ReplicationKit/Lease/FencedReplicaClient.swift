@@ -2,7 +2,7 @@
 /// and runs under `TransferAbort.whileAllowed`, so an upload in flight when the lease stops being provable is
 /// aborted at curl's next progress callback: once the lease may have passed to another launcher, nothing more
 /// reaches the replica. Reads pass through.
-public final class FencedReplicaClient: ReplicaClient {
+public final class FencedReplicaClient: WrappingReplicaClient {
     /// The client that does the work.
     public let base: any ReplicaClient
     /// The lease that guards it.
@@ -13,18 +13,6 @@ public final class FencedReplicaClient: ReplicaClient {
         self.base = base
         self.lease = lease
     }
-
-    public var type: String { base.type }
-    public var location: String { base.location }
-    public var canReadObjects: Bool { base.canReadObjects }
-
-    public func generations() throws -> [Generation] { try base.generations() }
-    public func snapshots(generation: Generation) throws -> [SnapshotInfo] { try base.snapshots(generation: generation) }
-    public func walSegments(generation: Generation) throws -> [WALSegmentInfo] { try base.walSegments(generation: generation) }
-    public func openSnapshot(_ snapshot: SnapshotInfo) throws -> any ByteSource { try base.openSnapshot(snapshot) }
-    public func openWALSegment(_ segment: WALSegmentInfo) throws -> any ByteSource { try base.openWALSegment(segment) }
-    public func objectName(snapshot: SnapshotInfo) -> String { base.objectName(snapshot: snapshot) }
-    public func objectName(segment: WALSegmentInfo) -> String { base.objectName(segment: segment) }
 
     public func writeSnapshot(generation: Generation, index: UInt32, body: ObjectBody) throws -> SnapshotInfo {
         try fenced {

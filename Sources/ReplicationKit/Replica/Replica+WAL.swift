@@ -35,7 +35,8 @@ extension Replica {
             let pending = Array(segs[startAt...])
             if !pending.contains(where: { $0.offset >= pos.offset }) {
                 // The position is inside or at the end of the last segment: measure it to know which.
-                let end = pending[0].offset + (try decompressedLength { FileByteSource(try FileDescriptor.openForReading(pending[0].path)) })
+                let end = pending[0].offset + (try pending[0].length
+                    ?? decompressedLength { FileByteSource(try FileDescriptor.openForReading(pending[0].path)) })
                 if end == pos.offset { continue }
                 if end < pos.offset {
                     throw ReplicationError(.conflict, "replica is ahead of the local shadow wal at \(pos)")
@@ -49,6 +50,12 @@ extension Replica {
 
     /// Concatenates shadow segments (skipping bytes before `from`) into one LZ4 frame stored at (index, from).
     ///
+    /// A segment the upload starts at or before is copied block by block (`ShadowLog.copyBlocks`): its blocks are
+    /// independent, so they go into the object's frame as they are, without being decoded and encoded again. Only
+    /// a segment the upload starts inside is decoded, and its bytes from `from` on encoded. The object's frame has
+    /// no content checksum (one cannot be computed over blocks never decoded); the WAL frames inside carry SQLite's
+    /// checksum chain, which every restore verifies.
+    ///
     /// Every segment is flushed to stable storage (file, then directories) before the object is committed, so
     /// the replica never holds WAL bytes that a machine crash could take from the shadow WAL.
     private func uploadIndex(generation g: Generation, index: UInt32, from: UInt64,
@@ -59,13 +66,19 @@ extension Replica {
         do {
             _ = try client.writeWALSegment(position: start) { sinkNow in
                 try withoutActuallyEscaping(sinkNow) { sink in
-                    let encoder = try LZ4FrameEncoder(sink: sink)
-                    var buf = [UInt8](repeating: 0, count: 256 * 1024)
+                    let encoder = try LZ4FrameEncoder(contentChecksum: false, sink: sink)
+                    var buf: [UInt8] = []
                     for s in segments {
                         guard s.offset == end else {
                             throw ReplicationError(.corrupt, "non-contiguous segment: expected=\(Hex.format(end, width: 16)) current=\(Hex.format(s.offset, width: 16))")
                         }
+                        if s.offset >= from, let n = try log.copyBlocks(of: s, durable: true, to: encoder) {
+                            written += n
+                            end = s.offset + n
+                            continue
+                        }
                         let decoder = try log.open(s, durable: true)
+                        if buf.isEmpty { buf = [UInt8](repeating: 0, count: 256 * 1024) }
                         var segOffset = s.offset
                         while true {
                             let n = try buf.withUnsafeMutableBytes { try decoder.read(into: $0) }

@@ -94,6 +94,13 @@ public final class Replica: ShadowObserver, @unchecked Sendable {
         queue.async { [self] in scheduleSync(after: options.syncInterval) }
     }
 
+    /// Stops taking wake-ups from the database, before the final sync's last copy of the shadow WAL: each would
+    /// queue an item on this replica's lane, which `stop(finalSync:)` then has to wait for (a pool thread's
+    /// wake-up: 0.7 ms seen in the final sync under load), while that final sync uploads everything anyway.
+    public func ignoreWakeUps() {
+        wakePending.withLock { $0 = true }
+    }
+
     private func scheduleSync(after delay: Duration) {
         guard !stopped, !syncScheduled else { return }
         syncScheduled = true

@@ -107,6 +107,35 @@ extension ReplicaClient {
     public var canReadObjects: Bool { true }
 }
 
+/// A client that wraps another (the lease fence, age encryption) and changes only some of its operations: every
+/// requirement it does not implement passes through to `base`.
+public protocol WrappingReplicaClient: ReplicaClient {
+    /// The client that does the work.
+    var base: any ReplicaClient { get }
+}
+
+extension WrappingReplicaClient {
+    public var type: String { base.type }
+    public var location: String { base.location }
+    public var canReadObjects: Bool { base.canReadObjects }
+    public func generations() throws -> [Generation] { try base.generations() }
+    public func snapshots(generation: Generation) throws -> [SnapshotInfo] { try base.snapshots(generation: generation) }
+    public func walSegments(generation: Generation) throws -> [WALSegmentInfo] { try base.walSegments(generation: generation) }
+    public func writeSnapshot(generation: Generation, index: UInt32, body: ObjectBody) throws -> SnapshotInfo {
+        try base.writeSnapshot(generation: generation, index: index, body: body)
+    }
+    public func writeWALSegment(position: WALPosition, body: ObjectBody) throws -> WALSegmentInfo {
+        try base.writeWALSegment(position: position, body: body)
+    }
+    public func openSnapshot(_ snapshot: SnapshotInfo) throws -> any ByteSource { try base.openSnapshot(snapshot) }
+    public func openWALSegment(_ segment: WALSegmentInfo) throws -> any ByteSource { try base.openWALSegment(segment) }
+    public func deleteGeneration(_ generation: Generation) throws { try base.deleteGeneration(generation) }
+    public func deleteSnapshot(_ snapshot: SnapshotInfo) throws { try base.deleteSnapshot(snapshot) }
+    public func deleteWALSegments(_ segments: [WALSegmentInfo]) throws { try base.deleteWALSegments(segments) }
+    public func objectName(snapshot: SnapshotInfo) -> String { base.objectName(snapshot: snapshot) }
+    public func objectName(segment: WALSegmentInfo) -> String { base.objectName(segment: segment) }
+}
+
 /// Path math of the replica layout, shared by every backend.
 public enum ReplicaPaths {
     /// `generations`

@@ -269,13 +269,19 @@ public final class Replicator: @unchecked Sendable {
         return failures.current.flatMap { $0 }
     }
 
-    /// The final sync of one database: its shadow WAL, then each replica, then close it and release its lease.
+    /// The final sync of one database: its shadow WAL, then each replica (while the database file is checkpointed,
+    /// `Database.checkpointBeforeClose`), then close it and release its lease.
     private func finalSync(_ e: Entry) -> [String] {
         var failures: [String] = []
         let db = e.database
-        do { try db.sync() } catch {
+        for r in e.replicas { r.ignoreWakeUps() }
+        var synced = true
+        do { try db.lastSync() } catch {
+            synced = false
             failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
         }
+        // The database file's last checkpoint runs on the database's lane while the replicas upload.
+        db.checkpointBeforeClose()
         // The replicas of one database upload at the same time (one thread each, the first on this one): a slow
         // store does not hold up the database's other replicas. Failures are reported in replica order.
         let replicaFailures = Locked([String?](repeating: nil, count: e.replicas.count))
@@ -295,7 +301,8 @@ public final class Replicator: @unchecked Sendable {
         if !e.replicas.isEmpty { stopOne(0) }
         others.wait()
         failures += replicaFailures.current.compactMap { $0 }
-        do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
+        // No sync in close after a good one: the app has exited, and the checkpoint's own copy came after it.
+        do { try db.close(syncFirst: !synced) } catch { failures.append("close \(db.path): \(error.oneLine)") }
         // Only now is no write of this database in flight: the next holder may start.
         if let lease = e.lease {
             if let lost = lease.lossReason {

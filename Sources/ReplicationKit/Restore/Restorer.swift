@@ -209,7 +209,9 @@ public enum Restorer {
                     let started = ContinuousClock.now
                     let walBytes = (try? FileSystem.info(item.path)?.size) ?? 0
                     do {
-                        try WALApplier.apply(walFile: item.path, to: tmp, pageSize: pageSize)
+                        try WALApplier.apply(walFile: item.path, to: tmp, pageSize: pageSize) { offset in
+                            p.segments.last { $0.offset <= offset }.map { client.objectName(segment: $0) }
+                        }
                     } catch {
                         throw RestoreFiles.wrap(error, "cannot apply wal: \(walIndexName(p, client: client))")
                     }

@@ -5,9 +5,10 @@ enum WALApplier {
     /// Verifies `walFile`, moves it to `<db>-wal` and checkpoints it into `db` with TRUNCATE.
     ///
     /// Fails when the WAL is damaged, when the checkpoint is busy, or when SQLite saw fewer frames than were verified
-    /// (SQLite stops silently at the first bad frame; we insist on all of them).
-    static func apply(walFile: String, to db: String, pageSize: Int) throws {
-        let frames = try WALFileVerifier.verify(path: walFile, pageSize: pageSize)
+    /// (SQLite stops silently at the first bad frame; we insist on all of them). `objectAt` names the replica
+    /// object holding a WAL offset, for the error about a damaged frame.
+    static func apply(walFile: String, to db: String, pageSize: Int, objectAt: ((UInt64) -> String?)? = nil) throws {
+        let frames = try WALFileVerifier.verify(path: walFile, pageSize: pageSize, objectAt: objectAt)
         try FileSystem.rename(walFile, to: db + "-wal")
         let conn = try SQLiteConnection(path: db)
         defer { conn.close() }

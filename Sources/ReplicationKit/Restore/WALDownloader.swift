@@ -130,12 +130,17 @@ final class WALDownloader: @unchecked Sendable {
             let fd = try FileDescriptor.create(job.path, mode: 0o600)
             defer { try? fd.close() }
             var written: UInt64 = 0
+            var previous: String?
             for segment in job.segments {
                 guard segment.offset == written else {
+                    // A gap, or the object before decoded to a length it should not have (objects of copied blocks
+                    // have no content checksum): name it.
                     throw ReplicationError(.notFound, "missing WAL offset: generation=\(generation.name) " +
-                        "index=\(Hex.format(job.index, width: 16)) offset=\(Hex.format(written, width: 16))")
+                        "index=\(Hex.format(job.index, width: 16)) offset=\(Hex.format(written, width: 16))" +
+                        (previous.map { " (\($0) ends there; the next object starts at \(Hex.format(segment.offset, width: 16)))" } ?? ""))
                 }
                 let name = client.objectName(segment: segment)
+                previous = name
                 do {
                     let source = try client.openWALSegment(segment)
                     defer { source.close() }

@@ -24,7 +24,11 @@ enum WALFileVerifier {
     /// Checks the header (magic, checksum, version), that its page size is `pageSize`, that the length is
     /// 32 + k·frameSize, that every frame carries the header's salts and continues the checksum chain, and that
     /// the last frame commits a transaction. A header-only file (no frames) is valid.
-    static func verify(path: String, pageSize: Int) throws -> Int {
+    ///
+    /// `objectAt` names the replica object that holds a given WAL offset: a frame that breaks the chain is named
+    /// with it. (Replica objects made of copied blocks carry no LZ4 content checksum, so a damaged byte in one
+    /// is found here, by the frames' checksums, rather than by the decoder.)
+    static func verify(path: String, pageSize: Int, objectAt: ((UInt64) -> String?)? = nil) throws -> Int {
         let fd = try FileDescriptor.openForReading(path)
         defer { try? fd.close() }
         let size = try fd.size()
@@ -42,7 +46,8 @@ enum WALFileVerifier {
         let frameSize = header.frameSize
         let body = size - UInt64(walHeaderSize)
         guard body % UInt64(frameSize) == 0 else {
-            throw ReplicationError(.corrupt, "wal size \(size) is not 32 + a whole number of \(frameSize)-byte frames")
+            let last = objectAt?(size - 1).map { " (the last object: \($0))" } ?? ""
+            throw ReplicationError(.corrupt, "wal size \(size) is not 32 + a whole number of \(frameSize)-byte frames\(last)")
         }
         let frameCount = Int(body / UInt64(frameSize))
         var reader = WALFrameReader(pageSize: pageSize, chain: WALFrameChain(header: header, checksum: header.checksumState))
@@ -50,11 +55,19 @@ enum WALFileVerifier {
         defer { buffer.deallocate() }
         var offset = UInt64(walHeaderSize)
         while reader.frames < frameCount {
-            guard try reader.next(into: buffer, { chunk in
-                let n = try fd.pread(into: chunk, at: offset)
-                offset += UInt64(n)
-                return n
-            }) != nil else {
+            let frameStart = offset
+            let next: WALFrameHeader?
+            do {
+                next = try reader.next(into: buffer, { chunk in
+                    let n = try fd.pread(into: chunk, at: offset)
+                    offset += UInt64(n)
+                    return n
+                })
+            } catch let e as ReplicationError {
+                guard let object = objectAt?(frameStart) else { throw e }
+                throw ReplicationError(e.code, "\(e.message) (wal offset \(frameStart), in \(object))", cause: e.cause)
+            }
+            guard next != nil else {
                 throw ReplicationError(.corrupt, "frame \(reader.frames + 1) truncated (file changed while verifying)")
             }
         }

@@ -161,6 +161,7 @@ public final class ShadowLog: Sendable {
                     guard let kept = st.recent.last(where: { $0.index == s.index && $0.offset == s.offset }) else { return s }
                     var copy = s
                     copy.compressed = kept.compressed
+                    copy.length = kept.length
                     return copy
                 })
             }
@@ -170,6 +171,12 @@ public final class ShadowLog: Sendable {
     /// Opens a segment's decompressed bytes; with `durable`, the file is flushed to stable storage first.
     public func open(_ s: ShadowSegment, durable: Bool = false) throws -> LZ4FrameDecoder {
         try ShadowWAL(meta: meta).openSegment(s, durable: durable)
+    }
+
+    /// Appends a segment's LZ4 blocks as they are to `encoder` and returns its WAL byte count; nil when they
+    /// cannot be copied (see `ShadowWAL.copyBlocks`).
+    public func copyBlocks(of s: ShadowSegment, durable: Bool, to encoder: LZ4FrameEncoder) throws -> UInt64? {
+        try ShadowWAL(meta: meta).copyBlocks(of: s, durable: durable, to: encoder)
     }
 
     /// Flushes the directories of the given segments to stable storage (before they are uploaded).

@@ -11,6 +11,8 @@ public struct ShadowSegment: Sendable, Equatable {
     public var path: String
     /// The file's content, when the segment was just written and is small (kept for live stream clients).
     public var compressed: [UInt8]? = nil
+    /// The WAL bytes it holds (its decompressed length), when this process wrote it.
+    public var length: UInt64? = nil
 
     /// Segments are the same when they name the same file (the in-memory copy is a cache).
     public static func == (a: ShadowSegment, b: ShadowSegment) -> Bool {
@@ -85,7 +87,13 @@ public struct ShadowWAL: Sendable {
         let fd = try FileDescriptor.create(tmp, mode: fileMode)
         // Small segments are also kept in memory for live stream clients (saves them opening the file).
         var copy: [UInt8]? = keepCopy ? [] : nil
+        var length: UInt64 = 0
         do {
+            // With content checksum, although every byte was just verified against SQLite's checksum chain: the
+            // readers of a segment that do not check that chain rely on it. A live follower (`StreamApplier`)
+            // takes the frames of a streamed segment and writes its own salts and checksums, and a replica that
+            // uploads a segment read back from its file (after a restart) copies its blocks; the XXH32 is what
+            // catches a segment damaged on disk or on the way.
             let encoder = try LZ4FrameEncoder { bytes in
                 try fd.writeAll(bytes)
                 if copy != nil {
@@ -94,6 +102,7 @@ public struct ShadowWAL: Sendable {
             }
             try body { try encoder.write($0) }
             try encoder.finish()
+            length = encoder.bytesIn
             try fd.close()
             try FileSystem.rename(tmp, to: path)
         } catch {
@@ -101,7 +110,7 @@ public struct ShadowWAL: Sendable {
             try? FileSystem.remove(tmp)
             throw error
         }
-        return ShadowSegment(index: index, offset: offset, path: path, compressed: copy)
+        return ShadowSegment(index: index, offset: offset, path: path, compressed: copy, length: length)
     }
 
     /// Opens a segment for streaming decompression; with `durable`, flushes the file to stable storage first
@@ -119,6 +128,34 @@ public struct ShadowWAL: Sendable {
             bytes.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
             at += n
             return n
+        }
+    }
+
+    /// Appends the segment's LZ4 blocks as they are to `encoder` (a frame without content checksum) and returns the
+    /// WAL bytes they hold; with `durable`, flushes the file to stable storage first. Bytes kept in memory are
+    /// copied without decoding (as `openSegment` decodes them without verifying); a file's blocks are decoded
+    /// once to check its content checksum and measure it. nil, with nothing appended, when the segment's frame
+    /// is not one whose blocks can be copied (`LZ4BlockCopier.NotCopyable`): decode it with `openSegment` instead.
+    public func copyBlocks(of s: ShadowSegment, durable: Bool, to encoder: LZ4FrameEncoder) throws -> UInt64? {
+        let fd = s.compressed == nil || durable ? try FileDescriptor.openForReading(s.path) : nil
+        defer { try? fd?.close() }
+        if durable { try fd!.sync() }
+        do {
+            guard let bytes = s.compressed else {
+                return try LZ4BlockCopier.copyFrame(from: { try fd!.read(into: $0) }, to: encoder, verify: true)
+            }
+            var at = 0
+            let measured = try LZ4BlockCopier.copyFrame(from: { buf in
+                let n = min(buf.count, bytes.count - at)
+                bytes.withUnsafeBytes { buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+                at += n
+                return n
+            }, to: encoder, verify: s.length == nil)
+            return s.length ?? measured
+        } catch is LZ4BlockCopier.NotCopyable {
+            return nil
+        } catch let error as LZ4Error {
+            throw LZ4Error("shadow segment \(s.path): \(error.message)")
         }
     }
 

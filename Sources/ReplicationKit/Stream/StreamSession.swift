@@ -48,21 +48,22 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     private var lastWrite = ContinuousClock.now
     private var heartbeat: RepeatedTask?
 
+    /// What is queued for the client: bytes in memory go straight into the next write; a piece on disk is read on
+    /// the lane first and comes back as bytes.
     private enum Piece: Sendable {
+        case memory(InMemory)
+        case disk(OnDisk)
+    }
+    private enum InMemory: Sendable {
         case bytes([UInt8])
         /// A record whose payload is in memory: header and payload go into the buffer without joining them first.
         case record(StreamRecordHeader, [UInt8])
-        /// Read on the lane, a chunk at a time.
+    }
+    private enum OnDisk: Sendable {
+        /// Read a chunk at a time.
         case file(StreamSnapshotFile, offset: UInt64, end: UInt64)
-        /// A segment whose bytes are no longer in memory: read on the lane.
+        /// A segment whose bytes are no longer in memory.
         case segment(Generation, index: UInt32, offset: UInt64, path: String)
-
-        var needsDisk: Bool {
-            switch self {
-            case .bytes, .record: false
-            case .file, .segment: true
-            }
-        }
     }
 
     private static let chunkSize = 256 * 1024
@@ -155,8 +156,8 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         if let snap = s.snapshot {
             let header = StreamRecordHeader(kind: .snapshot, generation: s.generation, index: snap.position.index,
                                             offset: snap.position.offset, size: snap.size)
-            outgoing.append(.bytes(header.encoded()))
-            outgoing.append(.file(snap, offset: 0, end: snap.size))
+            outgoing.append(.memory(.bytes(header.encoded())))
+            outgoing.append(.disk(.file(snap, offset: 0, end: snap.size)))
             metrics.snapshots.increment()
             logger.info("stream snapshot: pos=\(snap.position) size=\(snap.size)")
         }
@@ -199,15 +200,25 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
         if let next = log.recentSegments(generation: g, after: anchor, including: lastSent == nil, limit: Self.batch) {
             return enqueue(next[...], generation: g)
         }
+        read({ [self] in try listSegments(g, from: anchor, current: current) }) { [self] listed in
+            switch listed {
+            case .success(let segments): enqueue(segments[...], generation: g)
+            case .failure(let error): end(reason: "read shadow WAL: \(error.oneLine)")
+            }
+        }
+    }
+
+    /// On the loop: runs `work` (which blocks) on the lane, then `then` with its result back on the loop unless the
+    /// session ended meanwhile. `reading` is set meanwhile, so nothing else is started.
+    private func read<T: Sendable>(_ work: @escaping @Sendable () throws -> T,
+                                   then: @escaping @Sendable (Result<T, any Error>) -> Void) {
         reading = true
         lane.async { [self] in
-            let listed = Result { try listSegments(g, from: anchor, current: current) }
+            let result = Result { try work() }
             loop.execute { [self] in
                 reading = false
-                switch listed {
-                case .success(let segments): enqueue(segments[...], generation: g)
-                case .failure(let error): end(reason: "read shadow WAL: \(error.oneLine)")
-                }
+                guard !closed else { return }
+                then(result)
             }
         }
     }
@@ -246,10 +257,10 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
                 }
             }
             if let bytes = seg.compressed {
-                outgoing.append(.record(StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index,
-                                                           offset: seg.offset, size: UInt64(bytes.count)), bytes))
+                outgoing.append(.memory(.record(StreamRecordHeader(kind: .walSegment, generation: g, index: seg.index,
+                                                                   offset: seg.offset, size: UInt64(bytes.count)), bytes)))
             } else {
-                outgoing.append(.segment(g, index: seg.index, offset: seg.offset, path: seg.path))
+                outgoing.append(.disk(.segment(g, index: seg.index, offset: seg.offset, path: seg.path)))
             }
             prev = (seg.index, seg.offset)
             lastSent = prev
@@ -267,28 +278,22 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
     private func drive() {
         guard !closed, !writing, !reading else { return }
         guard let first = outgoing.first else { return pump() }
-        if first.needsDisk {
+        if case .disk(let piece) = first {
             outgoing.removeFirst()
-            reading = true
-            lane.async { [self] in
-                let read = Result { try readFromDisk(first) }
-                loop.execute { [self] in
-                    reading = false
-                    guard !closed else { return }
-                    switch read {
-                    case .success(let (bytes, rest)):
-                        if let rest { outgoing.insert(rest, at: 0) }
-                        outgoing.insert(.bytes(bytes), at: 0)
-                        drive()
-                    case .failure(let error):
-                        end(reason: error.oneLine)
-                    }
+            read({ [self] in try readFromDisk(piece) }) { [self] read in
+                switch read {
+                case .success(let (bytes, rest)):
+                    if let rest { outgoing.insert(.disk(rest), at: 0) }
+                    outgoing.insert(.memory(.bytes(bytes)), at: 0)
+                    drive()
+                case .failure(let error):
+                    end(reason: error.oneLine)
                 }
             }
             return
         }
         var buffer = channel.allocator.buffer(capacity: 0)
-        while buffer.readableBytes < Self.chunkSize, let next = outgoing.first, !next.needsDisk {
+        while buffer.readableBytes < Self.chunkSize, case .memory(let next) = outgoing.first {
             outgoing.removeFirst()
             switch next {
             case .bytes(let b):
@@ -296,8 +301,6 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             case .record(let header, let payload):
                 buffer.writeBytes(header.encoded())
                 buffer.writeBytes(payload)
-            case .file, .segment:
-                break
             }
         }
         writing = true
@@ -312,7 +315,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
 
     /// On the lane: the bytes of a piece that needs the disk (a whole record for a segment; a chunk for a snapshot
     /// file, with what remains of it).
-    private func readFromDisk(_ piece: Piece) throws -> ([UInt8], Piece?) {
+    private func readFromDisk(_ piece: OnDisk) throws -> ([UInt8], OnDisk?) {
         switch piece {
         case .file(let s, let offset, let end):
             let n = Int(min(UInt64(Self.chunkSize), end - offset))
@@ -334,10 +337,6 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
             }
             guard got == Int(size) else { throw ReplicationError(.io, "shadow segment shrank while being sent: \(path)") }
             return (bytes, nil)
-        case .bytes(let b):
-            return (b, nil)
-        case .record(let header, let payload):
-            return (header.encoded() + payload, nil)
         }
     }
 
@@ -349,7 +348,7 @@ final class StreamSession: ShadowObserver, @unchecked Sendable {
                   ContinuousClock.now - self.lastWrite >= interval * 0.9, let g = self.generation else { return }
             let h = StreamRecordHeader(kind: .heartbeat, generation: g, index: self.lastSent?.index ?? self.startAt.index,
                                        offset: 0, size: 0)
-            self.outgoing.append(.bytes(h.encoded()))
+            self.outgoing.append(.memory(.bytes(h.encoded())))
             self.drive()
         }
     }

@@ -6,8 +6,9 @@ import Foundation
 /// One serial dispatch queue per replica put one thread per replica in curl as soon as a store stopped answering
 /// (libdispatch adds a thread for each blocked queue: 203 threads for 200 replicas). Here a replica is a
 /// `SerialLane`: its work still runs one item at a time and in order, but on at most `size` threads shared by every
-/// lane of the pool. Pools are per kind of work (`shared(kind:)`: the replica type, or `stream`), so a frozen S3
-/// store cannot starve the file replicas or the live followers. Threads start on demand and end after a minute idle.
+/// lane of the pool. Pools are per kind of work (`shared(kind:)`: `database`, the replica type, or `stream`), so a
+/// frozen S3 store cannot starve the databases, the file replicas or the live followers. Threads start on demand
+/// and end after a minute idle.
 ///
 /// The size is `LAUNCHER_IO_THREADS` (default 16) for every pool.
 public final class IOPool: @unchecked Sendable {
