@@ -27,20 +27,22 @@ extension ExecTests {
             return (sb.read("maps-at-exec") ?? "", running)
         }
 
-        /// The file libcurl.so.4 resolves to through the loader's cache (symlinks followed).
-        static func libcurlFile() throws -> String {
-            let r = try shell("ldconfig -p | awk '$1 == \"libcurl.so.4\" { print $NF; exit }'", timeout: 30)
+        /// The file a library (`libcurl.so.4`) resolves to through the loader's cache (symlinks followed).
+        static func libraryFile(_ name: String) throws -> String {
+            let r = try shell("ldconfig -p | awk '$1 == \"\(name)\" && !found { print $NF; found = 1 }'", timeout: 30)
             let path = r.output.trimmingCharacters(in: .whitespacesAndNewlines)
-            try #require(r.status == 0 && path.hasPrefix("/"), "libcurl.so.4 is not in the loader cache: \(r.output)")
+            try #require(r.status == 0 && path.hasPrefix("/"), "\(name) is not in the loader cache: \(r.output)")
             return URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         }
 
-        /// `unshare --mount` arguments running `launcher args` where libcurl's file reads as empty (/dev/null bound
-        /// over it in a private mount namespace), so dlopen("libcurl.so.4") fails as on a host without libcurl4.
-        static func withoutLibcurl(_ args: [String]) throws -> [String] {
+        /// `unshare --mount` arguments running `launcher args` where a library's file reads as empty (/dev/null bound
+        /// over it in a private mount namespace), so dlopen of it fails as on a host without its package.
+        static func without(_ library: String, _ args: [String]) throws -> [String] {
             ["--mount", "--propagation", "private", "/bin/sh", "-c", "mount --bind /dev/null \"$1\" && shift && exec \"$@\"",
-             "sh", try libcurlFile(), TestSupport.launcher] + args
+             "sh", try libraryFile(library), TestSupport.launcher] + args
         }
+
+        static func withoutLibcurl(_ args: [String]) throws -> [String] { try without("libcurl.so.4", args) }
 
         @Test("file replica and -exec: libcurl and libcrypto are not mapped at the spawn nor while replicating")
         func fileReplicaNeverMapsLibcurl() throws {
@@ -134,6 +136,34 @@ extension ExecTests {
             #expect(local.wait(timeout: 60) == 0, "\(local.output)")
             #expect(FileManager.default.fileExists(atPath: sb.path("started")), "\(local.output)")
             #expect(!local.output.contains("libcurl"), "\(local.output)")
+        }
+
+        @Test("no loadable libcrypto: an age block is one clear error before the app starts; plain file replicas still work")
+        func missingLibcrypto() throws {
+            let sb = try TestSandbox.exec()
+            defer { sb.cleanup() }
+            _ = try sqlite(sb.db, "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('a');")
+            let cfg = sb.path("age.yml")
+            try """
+                dbs:
+                  - path: \(sb.db)
+                    replicas:
+                      - path: \(sb.replica)
+                        age:
+                          recipients: [age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq]
+                """.write(toFile: cfg, atomically: true, encoding: .utf8)
+            let aged = try sb.start("/usr/bin/unshare", try Self.without("libcrypto.so.3",
+                ["replicate", "-config", cfg, "-exec", "touch \(sb.path("started"))"]), log: "age.log")
+            #expect(aged.wait(timeout: 60) == 1, "\(aged.output)")
+            #expect(aged.output.contains("age: cannot load libcrypto.so.3 (") && aged.output.contains("apt-get install libssl3"),
+                    "\(aged.output)")
+            #expect(!aged.output.contains("Aborted") && !aged.output.contains("abort"), "\(aged.output)")
+            #expect(!FileManager.default.fileExists(atPath: sb.path("started")), "the app started:\n\(aged.output)")
+
+            let local = try sb.start("/usr/bin/unshare", try Self.without("libcrypto.so.3",
+                ["replicate", "-exec", "touch \(sb.path("started"))", sb.db, "file://" + sb.replica]), log: "local.log")
+            #expect(local.wait(timeout: 60) == 0, "\(local.output)")
+            #expect(FileManager.default.fileExists(atPath: sb.path("started")), "\(local.output)")
         }
     }
 }

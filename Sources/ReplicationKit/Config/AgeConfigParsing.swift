@@ -5,6 +5,9 @@ extension AgeConfig {
     /// a line (`#` comments allowed), as Litestream 0.3.13 reads them; an error names the list entry, never the key.
     static func parse(_ node: Node, key: String, walker w: YAMLWalker) throws -> AgeConfig? {
         guard let m = try w.mapping(node, key: key) else { return nil }
+        do { try CryptoLibrary.load() } catch {
+            throw ReplicationError(.config, w.fail(key, error.message).message, cause: error.cause)
+        }
         // A misspelt key here would silently drop keys from an encryption setting: an error, not a warning.
         let known: Set<String> = ["recipients", "identities"]
         for k in m.keys.sorted() where !known.contains(k) {

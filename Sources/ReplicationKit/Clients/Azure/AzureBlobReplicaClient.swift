@@ -113,6 +113,7 @@ public final class AzureBlobReplicaClient: ReplicaClient {
                             logger: Logger = Logger(label: "replicationkit.abs")) throws {
         let loc = try AzureBlobLocation(account: d.accountName, container: d.container, prefix: d.path, endpoint: d.endpoint)
         try CurlLibrary.load(for: "abs replica (account \(loc.account), container \(loc.container))")
+        try CryptoLibrary.load(for: "abs replica (account \(loc.account), container \(loc.container))")
         var o = httpOptions ?? CurlHTTPOptions()
         o.skipVerify = o.skipVerify || d.skipVerify
         var tokenOptions = CurlHTTPOptions()

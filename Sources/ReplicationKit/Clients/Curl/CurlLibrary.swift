@@ -19,15 +19,12 @@ public enum CurlLibrary {
     /// - Throws: `ReplicationError(.config)` naming the library, the loader's reason and the package to install,
     ///   with cause `.library`.
     public static func load(for user: String? = nil) throws(ReplicationError) {
-        if isLoaded { return }
-        var reason: UnsafePointer<CChar>?
-        guard rk_curl_load(&reason) != 0 else { return }
-        let text = reason.map { String(cString: $0) } ?? "unknown error"
-        throw ReplicationError(
-            .config,
-            (user.map { "\($0): " } ?? "") + "cannot load \(fileName) (\(text)); remote replicas (s3, gcs, abs, sftp), "
-                + "upstream followers and the status/sync commands need libcurl: install it "
-                + "(Debian/Ubuntu: apt-get install libcurl4)",
-            cause: .library(name: fileName, reason: text))
+        try library.load(for: user)
     }
+
+    private static let library = LazyLibrary(
+        fileName: String(cString: rk_curl_library_name), isLoaded: { rk_curl_is_loaded() != 0 },
+        open: { rk_curl_load($0) },
+        neededBy: "remote replicas (s3, gcs, abs, sftp), upstream followers and the status/sync commands need libcurl: "
+            + "install it (Debian/Ubuntu: apt-get install libcurl4)")
 }

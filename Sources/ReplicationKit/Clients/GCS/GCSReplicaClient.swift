@@ -76,6 +76,7 @@ public final class GCSReplicaClient: ReplicaClient {
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         guard !d.bucket.isEmpty else { throw ReplicationError(.config, "bucket required for gs replica") }
         try CurlLibrary.load(for: "gs replica gs://\(d.bucket)")
+        try CryptoLibrary.load(for: "gs replica gs://\(d.bucket)")
         let ep = GCSURL.endpoint(configured: d.endpoint, environment: environment)
         var o = CurlHTTPOptions()
         o.skipVerify = d.skipVerify

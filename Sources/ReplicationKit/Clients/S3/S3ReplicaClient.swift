@@ -100,6 +100,7 @@ public final class S3ReplicaClient: ReplicaClient {
             throw ReplicationError(.config, "bucket required for s3 replica")
         }
         try CurlLibrary.load(for: "s3 replica s3://\(d.bucket)")
+        try CryptoLibrary.load(for: "s3 replica s3://\(d.bucket)")
         let provider = try S3CredentialChain.provider(accessKeyID: d.accessKeyID, secretAccessKey: d.secretAccessKey,
                                                       environment: environment)
         var o = CurlHTTPOptions()

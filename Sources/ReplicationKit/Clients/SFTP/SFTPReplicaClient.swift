@@ -62,6 +62,7 @@ public final class SFTPReplicaClient: ReplicaClient {
             check = .knownHosts(path: path)
         }
         try CurlLibrary.load(for: "sftp replica \(location)")
+        try CryptoLibrary.load(for: "sftp replica \(location)")
         session = SFTPSession(config: SFTPSessionConfig(host: host, port: port, user: d.user, password: d.password,
                                                         keyPath: d.keyPath, keyPassphrase: d.keyPassphrase, hostKey: check))
         secrets = [d.password, d.keyPassphrase].compactMap { $0 }.filter { !$0.isEmpty }
