@@ -412,7 +412,6 @@ private final class Pipeline: @unchecked Sendable {
         let decoder = try LZ4FrameDecoder(source: input.remainder(after: prefix))
         try decoder.forEachChunk(bufferSize: 1 << 20) { chunk in
             try pwriteAll(chunk, at: at)
-            Writeback.start(fd, offset: at, length: chunk.count)
             at += UInt64(chunk.count)
             cond.lock()
             written += UInt64(chunk.count)
@@ -533,7 +532,6 @@ private final class Pipeline: @unchecked Sendable {
 
     private func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try pwriteAll(bytes, at: offset)
-        Writeback.start(fd, offset: offset, length: bytes.count)
         cond.lock()
         written += UInt64(bytes.count)
         cond.unlock()
@@ -541,21 +539,5 @@ private final class Pipeline: @unchecked Sendable {
 
     private func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try FileDescriptor.pwriteAll(fd, path: path, bytes, at: offset)
-    }
-}
-
-/// Starts writing back dirty pages of a range without waiting (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so
-/// the final fsync of a large restored file does not have to write all of it at once: the disk works while the
-/// rest is decoded and verified. Best effort: nothing happens where the call is missing or fails.
-enum Writeback {
-    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-
-    // glibc exports sync_file_range, but Swift's Glibc module does not declare it; look it up once.
-    private static let syncFileRange: SyncFileRange? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sync_file_range")
-        .map { unsafeBitCast($0, to: SyncFileRange.self) }
-
-    static func start(_ fd: Int32, offset: UInt64, length: Int) {
-        guard length > 0, let call = syncFileRange else { return }
-        _ = call(fd, Int64(offset), Int64(length), 2)  // SYNC_FILE_RANGE_WRITE
     }
 }
