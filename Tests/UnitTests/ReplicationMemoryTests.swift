@@ -33,8 +33,8 @@ import TestFixtures
 }
 
 /// The sync's WAL scan buffer is a view of one anonymous mapping per busy database (RealWAL), whatever pool thread
-/// runs the sync: it grows without a new allocation, only the pages a scan writes become resident, and its pages go
-/// when it is released.
+/// runs the sync: the next sync gets the same pages without a new allocation, only the pages a scan writes become
+/// resident, and its pages go when it is released.
 @Suite struct ScanBufferMappingTests {
     /// Pages of `region` resident now (mincore on our own mapping).
     static func residentPages(_ region: UnsafeMutableRawBufferPointer) -> Int {
@@ -45,23 +45,26 @@ import TestFixtures
         return vec.count { $0 & 1 != 0 }
     }
 
-    @Test func growsInPlaceAndOnlyTouchedPagesAreResident() throws {
+    @Test func reusedAcrossSyncsAndOnlyTouchedPagesAreResident() throws {
         let wal = RealWAL(path: "/nonexistent-wal", keepBufferUntilIdle: true)
         let fs = 4096 + 24
-        let small = wal.scanBuffer(frameSize: fs, expected: 0)
-        #expect(small.count == max(256 * 1024, 64 * fs))
+        let first = wal.scanBuffer(frameSize: fs)
+        #expect(first.count == max(RealWAL.bufferSize, 64 * fs))
         let region = try #require(wal.mappedRegion)
-        #expect(region.count >= RealWAL.maxBuffer + fs, "a mapping that cannot hold the largest view")
+        #expect(region.count >= first.count && region.count - first.count < RealWAL.pageSize)
         #expect(Self.residentPages(region) == 0, "an untouched mapping is resident")
-        memset(small.baseAddress!, 0x5A, 100 * 1024)
+        memset(first.baseAddress!, 0x5A, 100 * 1024)
         #expect(Self.residentPages(region) == 100 * 1024 / RealWAL.pageSize, "pages no scan wrote are resident")
 
-        // A large batch: a larger view of the same mapping, the pages already written still there.
-        let big = wal.scanBuffer(frameSize: fs, expected: UInt64(8 << 20))
-        #expect(big.baseAddress == small.baseAddress, "the view moved: a new allocation")
-        #expect(big.count >= RealWAL.maxBuffer && big.count % fs == 0 && big.count <= region.count)
-        #expect(big.load(fromByteOffset: 1000, as: UInt8.self) == 0x5A)
-        #expect(wal.residentBound == big.count)
+        // The next sync: the same mapping, the pages already written still there.
+        let again = wal.scanBuffer(frameSize: fs)
+        #expect(again.baseAddress == first.baseAddress && again.count == first.count, "a new allocation")
+        #expect(again.load(fromByteOffset: 1000, as: UInt8.self) == 0x5A)
+
+        // Pages of 64 KiB: 64 frames need a larger mapping.
+        let large = wal.scanBuffer(frameSize: 65536 + 24)
+        #expect(large.count == 64 * (65536 + 24))
+        #expect(try #require(wal.mappedRegion).count >= large.count)
 
         // A small batch keeps the buffer (busy database) ...
         wal.lastCopyBytes = 100
@@ -73,7 +76,7 @@ import TestFixtures
 
         // Without the idle release, a small batch gives it back at once.
         let eager = RealWAL(path: "/nonexistent-wal")
-        _ = eager.scanBuffer(frameSize: fs, expected: 0)
+        _ = eager.scanBuffer(frameSize: fs)
         eager.lastCopyBytes = 100
         eager.endSync()
         #expect(!eager.holdsBuffer)

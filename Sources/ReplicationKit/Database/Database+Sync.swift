@@ -170,7 +170,7 @@ extension Database {
         let scanner = WALScanner(header: c.header)
         let start = c.position.offset
         let fs = c.header.frameSize
-        let buffer = realWAL.scanBuffer(frameSize: fs, expected: 0)
+        let buffer = realWAL.scanBuffer(frameSize: fs)
         // The first read is sized by the last batch, not by the file: a restarted WAL keeps its old length, and
         // the stale frames after the new ones would all be read.
         let guess = Int(min(realWAL.lastCopyBytes, UInt64(buffer.count))) + 16 * fs

@@ -180,13 +180,13 @@ public final class Database: @unchecked Sendable {
         }
     }
 
-    /// Final sync (unless `syncFirst` is false: the caller synced just before), then releases the read guard and
-    /// closes connections and descriptors.
-    public func close(syncFirst: Bool = true) throws {
+    /// Final sync (none after a successful `lastSync()`: the app has exited, and nothing can have been committed
+    /// since), then releases the read guard and closes connections and descriptors.
+    public func close() throws {
         try onQueue {
             guard !closed else { return }
             var firstError: (any Error)?
-            if syncFirst, readGuard != nil {
+            if !lastSyncDone, readGuard != nil {
                 do { try syncOnQueue() } catch { firstError = error }
             }
             closed = true

@@ -11,9 +11,8 @@ final class RealWAL {
     /// Path of the `-wal` file.
     let path: String
     private var file: (fd: FileDescriptor, id: (UInt64, UInt64))?
-    /// The anonymous mapping scan buffers are views of (see `scanBuffer`), and how much of it was handed out.
+    /// The anonymous mapping scan buffers are views of (see `scanBuffer`).
     private var mapping: UnsafeMutableRawBufferPointer?
-    private var handedOut = 0
     /// A heap block used instead when mmap fails (for one sync).
     private var heapFallback: UnsafeMutableRawBufferPointer?
     /// Whether the buffer outlives small batches until `releaseBuffer` (see `endSync`).
@@ -21,10 +20,10 @@ final class RealWAL {
     /// WAL bytes the last copy took (sizes the next read and the buffer).
     var lastCopyBytes: UInt64 = 0
 
-    /// Largest scratch buffer a caller can ask for. The sync's copy asks for the smallest (256 KiB, or 64 frames
-    /// for pages over 4 KiB) and streams the batch through it (`CommittedFrameReader`); a buffer the size of a 1 s
-    /// batch at 1,000 tx/s (4 MiB) was a sixth of the replicating process's peak RSS (bench/RESULTS.md, session 9).
-    static let maxBuffer = 256 * 1024
+    /// Size of the scratch buffer (at least 64 frames for pages over 4 KiB). The sync's copy streams its batch
+    /// through it (`CommittedFrameReader`); a buffer the size of a 1 s batch at 1,000 tx/s (4 MiB) was a sixth of
+    /// the replicating process's peak RSS (bench/RESULTS.md, session 9).
+    static let bufferSize = 256 * 1024
     /// Batches smaller than this do not keep their buffer between syncs.
     static let keepBufferFrom: UInt64 = 64 * 1024
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -62,26 +61,21 @@ final class RealWAL {
         return try body(file!.fd, UInt64(st.st_size))
     }
 
-    /// A scratch buffer for one sync's reads: at least 64 frames and 256 KiB, grown to hold the `expected` bytes of
-    /// a batch (up to `maxBuffer`).
+    /// The scratch buffer for one sync's reads: `bufferSize`, or 64 frames when that is more.
     ///
-    /// The buffer is a view of an anonymous mapping of its own (`maxBuffer` and a frame, or 64 frames), not a malloc
-    /// block: the database's syncs run on whichever thread of the database pool is free, and a malloc block lives in
-    /// the arena of the thread that allocated it, so every pool thread's arena ended up holding the pages of a
-    /// buffer it had once allocated (1-3 MB each, replicating one database at 1,000 tx/s). Only the pages a scan
-    /// reads into become resident, and a larger view reuses the mapping (and the pages already touched) instead of
-    /// a new block whose pages fault in again.
-    func scanBuffer(frameSize: Int, expected: UInt64) -> UnsafeMutableRawBufferPointer {
-        let floor = max(256 * 1024, 64 * frameSize)
-        let fit = expected > UInt64(Self.maxBuffer) ? Self.maxBuffer : Int(expected)
-        let want = max(floor, (fit + frameSize - 1) / frameSize * frameSize)
+    /// The buffer is a view of an anonymous mapping of its own, not a malloc block: the database's syncs run on
+    /// whichever thread of the database pool is free, and a malloc block lives in the arena of the thread that
+    /// allocated it, so every pool thread's arena ended up holding the pages of a buffer it had once allocated (1-3
+    /// MB each, replicating one database at 1,000 tx/s). Only the pages a scan reads into become resident, and they
+    /// stay for the next sync until the buffer is released (see `endSync`).
+    func scanBuffer(frameSize: Int) -> UnsafeMutableRawBufferPointer {
+        let want = max(Self.bufferSize, 64 * frameSize)
         if let m = mapping, m.count < want { releaseBuffer() }
         if mapping == nil {
-            // `want` is at most `maxBuffer` rounded up to whole frames, or the floor.
-            let size = (max(Self.maxBuffer + frameSize, floor) + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+            let size = (want + Self.pageSize - 1) / Self.pageSize * Self.pageSize
             let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
             guard let p, p != MAP_FAILED else {
-                // No address space for a mapping: a heap block of the wanted size, for this sync only.
+                // No address space for a mapping: a heap block, for this sync only.
                 let b = UnsafeMutableRawBufferPointer.allocate(byteCount: want, alignment: 16)
                 heapFallback?.deallocate()
                 heapFallback = b
@@ -89,7 +83,6 @@ final class RealWAL {
             }
             mapping = UnsafeMutableRawBufferPointer(start: p, count: size)
         }
-        handedOut = max(handedOut, want)
         return UnsafeMutableRawBufferPointer(rebasing: mapping![0..<want])
     }
 
@@ -107,11 +100,8 @@ final class RealWAL {
     func releaseBuffer() {
         if let m = mapping { munmap(m.baseAddress, m.count) }
         mapping = nil
-        handedOut = 0
     }
 
-    /// Bytes of the mapping that may be resident: the largest view handed out since it was mapped (for tests).
-    var residentBound: Int { handedOut }
     /// The mapping's address and size, nil when none is held (for tests).
     var mappedRegion: UnsafeMutableRawBufferPointer? { mapping }
 

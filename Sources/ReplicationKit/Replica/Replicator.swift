@@ -275,9 +275,7 @@ public final class Replicator: @unchecked Sendable {
         var failures: [String] = []
         let db = e.database
         for r in e.replicas { r.ignoreWakeUps() }
-        var synced = true
         do { try db.lastSync() } catch {
-            synced = false
             failures.append("final sync of \(db.path) failed at \(db.position.map { "\($0)" } ?? "no position"): \(error.oneLine)")
         }
         // The database file's last checkpoint runs on the database's lane while the replicas upload.
@@ -301,8 +299,8 @@ public final class Replicator: @unchecked Sendable {
         if !e.replicas.isEmpty { stopOne(0) }
         others.wait()
         failures += replicaFailures.current.compactMap { $0 }
-        // No sync in close after a good one: the app has exited, and the checkpoint's own copy came after it.
-        do { try db.close(syncFirst: !synced) } catch { failures.append("close \(db.path): \(error.oneLine)") }
+        // Close syncs only when the last sync failed: the app has exited, and the checkpoint's own copy came after it.
+        do { try db.close() } catch { failures.append("close \(db.path): \(error.oneLine)") }
         // Only now is no write of this database in flight: the next holder may start.
         if let lease = e.lease {
             if let lost = lease.lossReason {
