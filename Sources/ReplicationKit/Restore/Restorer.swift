@@ -309,7 +309,7 @@ public enum Restorer {
 /// Writeback started while the decoder was still writing (`sync_file_range` after every write, until session 10)
 /// made the writeback's block allocation and I/O submission contend with the decoder's writes for the file's
 /// locks: right after replicating, with the replication's own dirty pages being written, a 300 MB file restore
-/// took 0.7-1.4 s of CPU instead of about 0.45 (bench/RESULTS.md, "S3 restore floor, session 10").
+/// took 0.9-1.4 s of CPU instead of about 0.45 (bench/RESULTS.md, "S3 restore floor, session 10").
 private final class EarlyFlush: @unchecked Sendable {
     private let done = DispatchGroup()
     private var joined = false
